@@ -1,0 +1,1 @@
+"""Command-line interface: Typer commands, stderr views and exit-code handling."""

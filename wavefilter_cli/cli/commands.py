@@ -1,0 +1,4 @@
+"""Imports every command module so each registers its commands on the app."""
+
+from wavefilter_cli.cli import extract  # noqa: F401
+from wavefilter_cli.cli import config_cmd  # noqa: F401
