@@ -9,7 +9,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Read-only reference data kept beside the repository checkout.
 SHARED = REPO_ROOT.parent / "shared"
-GOLDEN = SHARED / "golden"
+GOLDEN = REPO_ROOT / "tests" / "golden"
 HAYSTACK = SHARED / "data" / "haystack"
 
 
