@@ -1,0 +1,416 @@
+"""Train the built-in LLaDA-architecture model on long-document look-ups, on a CPU.
+
+Objective (LLaDA's SFT loss): for each sample draw t ~ U(ε, 1), mask each
+answer token with probability t, and score the masked tokens with cross
+entropy weighted 1/t, normalised by the answer length. A share of batches is
+masked-LM over plain book text, scored on one contiguous span so that the
+model also learns to continue quotations.
+
+Training grows the context length in stages (a curriculum); each stage's
+batch holds about the same number of tokens. The run checkpoints every few
+minutes and the same command resumes from the last checkpoint, so it can be
+stopped at any moment:
+
+    python -m wavefilter_cli.training.train --out training/runs/builtin
+
+The finished model is exported with ``--export DIR`` (weights, config and
+tokenizer, loadable with ``load_model``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
+
+logger = logging.getLogger(__name__)
+
+EPS = 1e-3  # LLaDA's floor on the mask ratio: p = (1 - ε) t + ε.
+
+
+@dataclass
+class ModelShape:
+    """Architecture of the built-in model (LLaDA ``llama`` block type)."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    mlp_hidden_size: int = 512
+    rope_theta: float = 500000.0
+    max_sequence_length: int = 4096
+
+
+@dataclass
+class Stage:
+    """One curriculum stage: prompts of ``min_length``…``max_length`` tokens for ``steps`` optimizer steps."""
+
+    min_length: int
+    max_length: int
+    steps: int
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run; saved beside its checkpoints."""
+
+    seed: int = 0
+    shape: ModelShape = field(default_factory=ModelShape)
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    batch_tokens: int = 4096
+    answer_length: int = 32
+    mlm_share: float = 0.15
+    task_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "niah_single": 1.0,
+            "niah_multikey": 2.0,
+            "niah_multivalue": 1.0,
+            "niah_multiquery": 1.0,
+            "quote": 1.0,
+            "vartrack": 1.0,
+        }
+    )
+    stages: list[Stage] = field(
+        default_factory=lambda: [
+            Stage(64, 128, 3000),
+            Stage(128, 512, 3000),
+            Stage(256, 1024, 2000),
+            Stage(512, 2048, 1500),
+            Stage(1024, 4096, 800),
+        ]
+    )
+    # Random start offset added to every position, so absolute positions up to
+    # this value occur while training on short prompts.
+    max_position_offset: int = 0
+    checkpoint_minutes: float = 10.0
+    eval_every: int = 250
+    eval_samples: int = 24
+
+    def __post_init__(self):
+        if not 0.0 <= self.mlm_share < 1.0:
+            raise ValueError(f"mlm_share={self.mlm_share} is invalid: use a value in [0, 1)")
+        if self.batch_tokens < self.stages[-1].max_length:
+            raise ValueError(f"batch_tokens={self.batch_tokens} is smaller than the longest stage ({self.stages[-1].max_length})")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "TrainConfig":
+        raw = dict(raw)
+        raw["shape"] = ModelShape(**raw.get("shape", {}))
+        raw["stages"] = [Stage(**s) for s in raw.get("stages", [])] or cls().stages
+        return cls(**raw)
+
+
+def stage_at(config: TrainConfig, step: int) -> Stage:
+    done = 0
+    for stage in config.stages:
+        done += stage.steps
+        if step < done:
+            return stage
+    return config.stages[-1]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` × lr over the whole run."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
+    floor = config.min_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(shape: ModelShape, tokenizer) -> LLaDAModelLM:
+    vocab = len(tokenizer)
+    config = LLaDAConfig(
+        d_model=shape.d_model,
+        n_layers=shape.n_layers,
+        n_heads=shape.n_heads,
+        n_kv_heads=shape.n_heads,
+        mlp_hidden_size=shape.mlp_hidden_size,
+        vocab_size=vocab,
+        embedding_size=vocab,
+        rope_theta=shape.rope_theta,
+        max_sequence_length=shape.max_sequence_length,
+        mask_token_id=tokenizer.mask_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eot_token_id=tokenizer.convert_tokens_to_ids("<|eot_id|>"),
+        architectures=["LLaDAModelLM"],
+    )
+    return LLaDAModelLM(config)
+
+
+def mask_batch(input_ids: torch.Tensor, loss_region: torch.Tensor, mask_id: int, generator: torch.Generator):
+    """Mask the loss region at a random ratio per row.
+
+    input_ids, loss_region: (B, T). Returns the noised ids (B, T), the masked
+    positions (B, T) bool and the per-row ratio p (B,).
+    """
+    batch = input_ids.shape[0]
+    t = torch.rand(batch, generator=generator)
+    p = (1 - EPS) * t + EPS
+    draw = torch.rand(input_ids.shape, generator=generator)
+    masked = (draw < p[:, None]) & loss_region
+    # Every row scores at least one token, so no batch row is wasted.
+    empty = ~masked.any(dim=1)
+    if empty.any():
+        first = loss_region.float().argmax(dim=1)
+        masked[empty, first[empty]] = True
+    noised = torch.where(masked, torch.full_like(input_ids, mask_id), input_ids)
+    return noised, masked, p
+
+
+def diffusion_loss(model, input_ids, loss_region, mask_id, generator, position_offset: torch.Tensor | None = None):
+    """LLaDA's masked-diffusion loss, with logits computed only on the loss region.
+
+    input_ids, loss_region: (B, T); every row has the same number K of loss
+    positions. Returns the scalar loss and the masked-token accuracy.
+    """
+    noised, masked, p = mask_batch(input_ids, loss_region, mask_id, generator)
+    batch, length = input_ids.shape
+    region_size = int(loss_region[0].sum())
+    index = loss_region.nonzero()[:, 1].view(batch, region_size)  # (B, K)
+    positions = None
+    if position_offset is not None:
+        positions = torch.arange(length)[None, :] + position_offset[:, None]
+    logits = model(noised, position_ids=positions, logits_index=index).logits.float()  # (B, K, V)
+    targets = torch.gather(input_ids, 1, index)
+    scored = torch.gather(masked, 1, index)
+    ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, K)
+    loss = ((ce * scored).sum(dim=1) / p / region_size).mean()
+    with torch.no_grad():
+        correct = ((logits.argmax(-1) == targets) & scored).sum()
+        accuracy = correct.float() / scored.sum().clamp(min=1)
+    return loss, accuracy
+
+
+class BatchSource:
+    """Draws training batches: look-up tasks plus a share of masked-LM spans over book text."""
+
+    def __init__(self, config: TrainConfig, generator_factory, seed: int):
+        self.config = config
+        self.samples = generator_factory()
+        self.rng = random.Random(seed)
+        names = list(config.task_weights)
+        self.tasks, self.weights = names, [config.task_weights[n] for n in names]
+
+    def next(self, stage: Stage):
+        length = self.rng.randint(stage.min_length, stage.max_length)
+        batch = max(1, self.config.batch_tokens // (length + self.config.answer_length))
+        if self.rng.random() < self.config.mlm_share:
+            rows = [self.samples.make("mlm", length + self.config.answer_length, self.rng) for _ in range(batch)]
+            input_ids = torch.tensor([s.prompt_ids for s in rows], dtype=torch.long)
+            region = torch.zeros_like(input_ids, dtype=torch.bool)
+            total = input_ids.shape[1]
+            for row in range(batch):
+                start = self.rng.randint(0, total - self.config.answer_length)
+                region[row, start : start + self.config.answer_length] = True
+            return input_ids, region
+        rows = []
+        for _ in range(batch):
+            task = self.rng.choices(self.tasks, self.weights)[0]
+            rows.append(self.samples.make(task, length, self.rng))
+        input_ids = torch.tensor([s.prompt_ids + s.answer_ids for s in rows], dtype=torch.long)
+        region = torch.zeros_like(input_ids, dtype=torch.bool)
+        region[:, length:] = True
+        return input_ids, region
+
+
+@torch.no_grad()
+def quick_eval(model, samples, lengths, tasks, count, mask_id, seed=1234) -> dict[str, float]:
+    """Exact match of one-shot parallel decoding (every answer token predicted in one forward).
+
+    A fast training-time signal; the shipping numbers come from the real
+    samplers in ``wavefilter_cli.training.evaluate``.
+    """
+    model.eval()
+    rng = random.Random(seed)
+    results = {}
+    for length in lengths:
+        for task in tasks:
+            hits = 0
+            for _ in range(count):
+                sample = samples.make(task, length, rng)
+                prompt = torch.tensor([sample.prompt_ids + [mask_id] * len(sample.answer_ids)])
+                logits = model(prompt, logits_index=slice(length, None)).logits
+                predicted = logits.argmax(-1)[0].tolist()
+                hits += int(predicted == sample.answer_ids)
+            results[f"{task}@{length}"] = hits / count
+    model.train()
+    return results
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, state: dict) -> None:
+    """Write the checkpoint to a temporary folder and swap it in, so a kill never leaves half a checkpoint."""
+    tmp = run_dir / "checkpoint.tmp"
+    final = run_dir / "checkpoint"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    model.config.to_json_file(tmp / "config.json")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    old = run_dir / "checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(run_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
+    """Copy the last checkpoint's weights and config plus the tokenizer into ``out_dir``."""
+    ckpt = run_dir / "checkpoint"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ckpt / "model.safetensors", out_dir / "model.safetensors")
+    shutil.copy2(ckpt / "config.json", out_dir / "config.json")
+    for item in tokenizer_dir.iterdir():
+        if item.name.startswith("tokenizer") or item.name == "special_tokens_map.json" or item.name.endswith(".jinja"):
+            if item.resolve() != (out_dir / item.name).resolve():
+                shutil.copy2(item, out_dir / item.name)
+
+
+def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainConfig, max_minutes: float | None = None) -> None:
+    from transformers import AutoTokenizer
+
+    from wavefilter_cli.training.data import Haystack, SampleGenerator
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "train_config.json"
+    if config_file.exists():
+        config = TrainConfig.from_dict(json.loads(config_file.read_text()))
+        logger.info("resuming with the run's saved config %s", config_file)
+    else:
+        config_file.write_text(json.dumps(asdict(config), indent=1))
+
+    torch.manual_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = build_model(config.shape, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+        betas=(0.9, 0.95),
+    )
+    state = {"step": 0, "elapsed_seconds": 0.0, "tokens": 0}
+    ckpt = run_dir / "checkpoint"
+    if (ckpt / "state.json").exists():
+        model.load_state_dict(load_file(ckpt / "model.safetensors"))
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        state = json.loads((ckpt / "state.json").read_text())
+        logger.info("resumed from %s at step %d", ckpt, state["step"])
+
+    haystack = Haystack(haystack_dir)
+    factory = lambda split: (lambda: SampleGenerator(tokenizer, haystack, answer_length=config.answer_length, split=split))  # noqa: E731
+    # Seeding by step makes a resumed run draw fresh batches, not replay the first ones.
+    source = BatchSource(config, factory("train"), seed=config.seed * 1_000_003 + state["step"])
+    eval_samples = factory("eval")()
+    generator = torch.Generator().manual_seed(config.seed * 7919 + state["step"])
+    log_file = (run_dir / "train_log.jsonl").open("a")
+    mask_id = tokenizer.mask_token_id
+
+    model.train()
+    started = time.time()
+    last_save = started
+    window_loss, window_acc, window_tokens, window_start = 0.0, 0.0, 0, time.time()
+    while state["step"] < config.total_steps:
+        step = state["step"]
+        stage = stage_at(config, step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        input_ids, region = source.next(stage)
+        offset = None
+        if config.max_position_offset:
+            room = max(0, config.max_position_offset - input_ids.shape[1])
+            offset = torch.randint(0, room + 1, (input_ids.shape[0],), generator=generator)
+        loss, accuracy = diffusion_loss(model, input_ids, region, mask_id, generator, offset)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        state["step"] += 1
+        state["tokens"] += input_ids.numel()
+        window_loss += loss.item()
+        window_acc += accuracy.item()
+        window_tokens += input_ids.numel()
+
+        if state["step"] % 50 == 0:
+            seconds = time.time() - window_start
+            record = {
+                "step": state["step"],
+                "loss": round(window_loss / 50, 4),
+                "masked_accuracy": round(window_acc / 50, 4),
+                "lr": learning_rate(config, step),
+                "stage_max_length": stage.max_length,
+                "tokens_per_second": round(window_tokens / seconds),
+                "elapsed_minutes": round((state["elapsed_seconds"] + time.time() - started) / 60, 1),
+            }
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            logger.info("%s", record)
+            window_loss, window_acc, window_tokens, window_start = 0.0, 0.0, 0, time.time()
+
+        if state["step"] % config.eval_every == 0:
+            lengths = sorted({min(stage.max_length, 4096), max(64, stage.min_length)})
+            scores = quick_eval(model, eval_samples, lengths, ["niah_single", "niah_multikey", "vartrack", "quote"],
+                                config.eval_samples, mask_id)
+            record = {"step": state["step"], "eval": scores}
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            logger.info("%s", record)
+
+        now = time.time()
+        out_of_time = max_minutes is not None and now - started > max_minutes * 60
+        if now - last_save > config.checkpoint_minutes * 60 or state["step"] == config.total_steps or out_of_time:
+            state["elapsed_seconds"] += now - started
+            started = now
+            save_checkpoint(run_dir, model, optimizer, state)
+            last_save = now
+            logger.info("checkpoint saved at step %d", state["step"])
+        if out_of_time:
+            break
+    log_file.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("training/runs/builtin"), help="run folder (checkpoints, log)")
+    parser.add_argument("--tokenizer", type=Path, default=Path(__file__).resolve().parent.parent / "builtin_model")
+    parser.add_argument("--haystack", type=Path, default=Path("../shared/data/haystack"))
+    parser.add_argument("--config", type=Path, help="JSON file of TrainConfig fields for a new run")
+    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--export", type=Path, help="export the last checkpoint with the tokenizer to this folder and exit")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.export:
+        export_model(args.out, args.tokenizer, args.export)
+        return
+    config = TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else TrainConfig()
+    train(args.out, args.tokenizer, args.haystack, config, args.max_minutes)
+
+
+if __name__ == "__main__":
+    main()
