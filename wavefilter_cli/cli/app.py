@@ -11,8 +11,12 @@ import os
 import sys
 from typing import Optional
 
-import click
 import typer
+
+try:  # Typer 0.2x ships its own copy of Click; older releases use the click package.
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed Typer
+    from click import exceptions as click_exceptions
 
 from wavefilter_cli import __version__
 from wavefilter_cli.cli.output import ColorMode, Diagnostics
@@ -89,11 +93,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         app(args=argv, prog_name="wavefilter", standalone_mode=False)
         code = 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("\ninterrupted\n")
         code = EXIT_INTERRUPTED
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         # Usage errors: unknown option, missing argument, invalid value.
         exc.show(file=sys.stderr)
         code = exc.exit_code
@@ -101,9 +106,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         # A reader such as `head` closed stdout: stop quietly with success.
         _silence_stdout()
         code = 0
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
-        code = EXIT_INTERRUPTED
     except WavefilterError as exc:
         if _show_traceback():
             raise
