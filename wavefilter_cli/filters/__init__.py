@@ -1,0 +1,1 @@
+"""Wavelet transforms and the sequence filters built on them."""
