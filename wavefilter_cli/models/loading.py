@@ -222,11 +222,15 @@ def load_model(path_or_id: str, device: str = "auto", dtype: str = "auto", offli
     return model
 
 
-def load_tokenizer(folder: Path):
-    """The checkpoint's tokenizer through ``AutoTokenizer`` (chat template included)."""
+def load_tokenizer(folder: Path, config=None):
+    """The checkpoint's tokenizer through ``AutoTokenizer`` (chat template included).
+
+    Passing the model's ``config`` spares transformers from re-reading
+    config.json, which it cannot map to a model type it does not know.
+    """
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, config=config)
     except Exception as exc:  # noqa: BLE001 - tokenizer loading raises many types
         raise ModelError(f"{folder}: cannot load the tokenizer ({exc}); the folder needs tokenizer.json or its files") from exc

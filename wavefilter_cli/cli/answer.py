@@ -1,0 +1,177 @@
+"""The flow behind ``ask`` and ``summarize``: config, documents, model, prompt, generation, output.
+
+The answer streams to stdout one finished block at a time (a diffusion
+model settles a block's tokens in any order, so a block is the first unit
+that is final). Everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from wavefilter_cli.cli.inputs import read_documents
+from wavefilter_cli.cli.output import Diagnostics, write_result
+from wavefilter_cli.config import Config
+from wavefilter_cli.errors import LengthError, ModelError, UsageError
+from wavefilter_cli.prompt import ASK_INSTRUCTION, SUMMARIZE_INSTRUCTION, PromptDocument, chat_messages, encode_prompt
+
+
+@dataclass
+class OutputOptions:
+    """How the answer is printed."""
+
+    stream: bool = True
+    as_json: bool = False
+
+
+@dataclass
+class InputOptions:
+    """Which documents are read and how."""
+
+    inputs: Optional[list[str]]
+    pages: Optional[str] = None
+    password_env: Optional[str] = None
+
+
+def generation_config(config: Config):
+    from wavefilter_cli.generation import GenerationConfig
+
+    g = config.generate
+    options: dict = {}
+    if g.sampler == "threshold":
+        options["threshold"] = g.threshold
+    if g.sampler == "factor" and g.factor is not None:
+        options["factor"] = g.factor
+    if g.sampler in ("low-confidence", "threshold", "factor", "maskgit_plus", "topk_margin", "entropy"):
+        options["temperature"] = g.temperature
+    if g.sampler in ("maskgit_plus", "topk_margin", "entropy"):
+        options.update(top_p=g.top_p, top_k=g.top_k, alg_temp=g.alg_temp)
+    try:
+        return GenerationConfig(
+            max_tokens=g.max_tokens, block_length=g.block_length, steps=g.steps,
+            sampler=g.sampler, sampler_options=options, seed=g.seed,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def build_policy(config: Config):
+    """The cache policy (and its key-token filter) named by the config."""
+    from wavefilter_cli.cache import build_cache
+
+    c = config.cache
+    try:
+        # Eviction needs a selection to evict by; without a filter the host keeps everything.
+        return build_cache(c.method, c.filter, budget=c.budget, sink=c.sink, tail=c.tail, evict=c.evict and c.filter is not None)
+    except ValueError as exc:
+        # A budget out of range is a length/budget problem (exit 4); other bad names are usage errors.
+        error = LengthError if str(exc).startswith("budget") else UsageError
+        raise error(str(exc)) from None
+
+
+def load_for_run(config: Config, diagnostics: Diagnostics):
+    """Load model and tokenizer as configured and say on stderr which device runs them and why."""
+    if config.model.offline:
+        # transformers and huggingface_hub read this when first imported.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    from wavefilter_cli.models import load_model, load_tokenizer
+
+    model = load_model(config.model.name, device=config.model.device, dtype=config.model.dtype, offline=config.model.offline)
+    placement = model.placement
+    dtype_name = str(placement.dtype).removeprefix("torch.")
+    diagnostics.notice(f"model {config.model.name} on {placement.device} ({dtype_name}): {placement.reason}")
+    return model, load_tokenizer(model.checkpoint_dir, model.config)
+
+
+def lookup_only(model) -> bool:
+    """True for models trained only for look-ups (the built-in model), which cannot summarise."""
+    return "lookup-only" in (getattr(model.config, "wavefilter_capabilities", None) or [])
+
+
+def run_answer(
+    config: Config,
+    diagnostics: Diagnostics,
+    verbosity: int,
+    inputs: InputOptions,
+    question: Optional[str],
+    output: OutputOptions,
+) -> None:
+    """Read the documents, generate the answer and print it."""
+    import torch
+
+    from wavefilter_cli.generation import BlockDone, Finished, decode_answer, generate, stop_token_ids
+
+    summarize = question is None
+    ingest = config.ingest
+    documents = read_documents(
+        inputs.inputs, diagnostics, verbosity, inputs.pages, inputs.password_env, ingest.include, ingest.exclude, ingest.max_file_mb
+    )
+    gen_config = generation_config(config)
+    model, tokenizer = load_for_run(config, diagnostics)
+    if summarize and lookup_only(model):
+        raise ModelError(
+            f"model {config.model.name} answers look-up questions only and cannot summarise; "
+            "pass --model with an instruction-tuned LLaDA or Dream checkpoint"
+        )
+    policy = build_policy(config)
+    prompt_docs = [PromptDocument(doc.source, doc.text) for doc in documents]
+    instruction = SUMMARIZE_INSTRUCTION if summarize else ASK_INSTRUCTION
+    prompt_ids = encode_prompt(tokenizer, chat_messages(prompt_docs, question, instruction, config.generate.system))
+    window = model.config.context_window
+    total = len(prompt_ids) + gen_config.answer_length
+    if total > window:
+        raise LengthError(
+            f"the prompt is {len(prompt_ids)} tokens and the answer needs {gen_config.answer_length}, "
+            f"{total} in all, over the model's {window}-token window; shorten the input or lower --max-tokens"
+        )
+    torch.manual_seed(config.generate.seed)
+    stop_ids = stop_token_ids(model, tokenizer)
+    tokens: list[int] = []
+    emitted = ""
+    finished: Finished | None = None
+    for event in generate(model, tokenizer, prompt_ids, gen_config, policy):
+        if isinstance(event, BlockDone):
+            tokens.extend(event.tokens)
+            if output.stream and not output.as_json:
+                text = decode_answer(tokenizer, tokens, stop_ids)
+                # Decode the whole answer so far: a multi-byte character can straddle two blocks.
+                if text.startswith(emitted) and len(text) > len(emitted):
+                    write_result(text[len(emitted):])
+                    emitted = text
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None
+    if output.as_json:
+        placement = model.placement
+        record = {
+            "answer": finished.answer,
+            "model": config.model.name,
+            "device": str(placement.device),
+            "dtype": str(placement.dtype).removeprefix("torch."),
+            "tokens_in": finished.tokens_in,
+            "tokens_out": finished.tokens_out,
+            "steps": finished.steps,
+            "forward_passes": finished.forward_passes,
+            "seconds": round(finished.seconds, 3),
+            "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in documents],
+            "cache": config.cache.method,
+            "filter": config.cache.filter,
+            "budget": config.cache.budget,
+            "kept_tokens": finished.kept_tokens,
+            "context_tokens": finished.context_tokens,
+            "kv_bytes_peak": finished.kv_bytes_peak,
+        }
+        write_result(json.dumps(record) + "\n")
+        return
+    if not output.stream:
+        write_result(finished.answer)
+    elif finished.answer != emitted and finished.answer.startswith(emitted):
+        write_result(finished.answer[len(emitted):])
+    write_result("\n")
+    diagnostics.debug(
+        f"{finished.tokens_out} tokens in {finished.seconds:.2f} s, {finished.forward_passes} forward passes, "
+        f"{finished.tokens_in} prompt tokens"
+    )

@@ -1,0 +1,147 @@
+"""``wavefilter ask`` and ``wavefilter summarize``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from wavefilter_cli.cli.answer import InputOptions, OutputOptions, run_answer
+from wavefilter_cli.cli.app import app
+from wavefilter_cli.cli.config_cmd import config_from_context
+
+ASK_HELP = """Answer QUESTION from the documents given with --context.
+
+Examples:
+
+\b
+  wavefilter ask --context report.pdf "What is the passcode for the north gate?"
+  wavefilter ask --context docs/ --cache prefix --filter wavefilter --budget 0.1 "Who signed the lease?"
+  cat notes.md | wavefilter ask --context - "When is the review?"
+  wavefilter ask --context report.pdf --json "What was the Q3 budget?"
+
+The answer streams to stdout block by block; progress and notices go to
+stderr. Exit status: 0 success, 2 usage, 3 input, 4 too long or budget,
+5 model, 6 device, 130 interrupted.
+"""
+
+SUMMARIZE_HELP = """Summarise the documents INPUT... with an instruction-tuned model.
+
+Examples:
+
+\b
+  wavefilter summarize report.pdf --model ~/models/LLaDA-8B-Instruct
+  wavefilter summarize notes/ --include '*.md' -m GSAI-ML/LLaDA-8B-Instruct --offline
+
+The built-in model answers look-ups only, so summaries need --model.
+"""
+
+
+def _overrides(**flags) -> dict[str, object]:
+    """Dotted config keys for the flags that were given (None means not given)."""
+    mapping = {
+        "model": "model.name", "device": "model.device", "dtype": "model.dtype", "offline": "model.offline",
+        "max_tokens": "generate.max_tokens", "steps": "generate.steps", "block_length": "generate.block_length",
+        "sampler": "generate.sampler", "threshold": "generate.threshold", "temperature": "generate.temperature",
+        "seed": "generate.seed", "system": "generate.system", "cache": "cache.method", "filter": "cache.filter",
+        "budget": "cache.budget", "sink": "cache.sink", "tail": "cache.tail", "evict": "cache.evict",
+    }
+    return {mapping[name]: value for name, value in flags.items() if value is not None}
+
+
+def _parse_budget(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        from wavefilter_cli.errors import LengthError
+
+        raise LengthError(f"--budget {value!r} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16") from None
+    if 0 < number <= 1:
+        return number
+    if number >= 16 and number.is_integer():
+        return int(number)
+    from wavefilter_cli.errors import LengthError
+
+    raise LengthError(f"--budget {value} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16")
+
+
+def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_env, as_json, no_stream, **flags) -> None:
+    flags["budget"] = _parse_budget(flags.get("budget"))
+    config, _ = config_from_context(ctx, _overrides(**flags))
+    run_answer(
+        config,
+        ctx.obj["diagnostics"],
+        ctx.obj.get("verbosity", 0),
+        InputOptions(inputs, pages, password_env),
+        question,
+        OutputOptions(stream=not no_stream, as_json=as_json),
+    )
+
+
+@app.command("ask", help=ASK_HELP)
+def ask(
+    ctx: typer.Context,
+    question: str = typer.Argument(..., help="The question to answer."),
+    context: Optional[List[str]] = typer.Option(None, "--context", metavar="PATH", help="Document, directory or - for stdin (repeatable)."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Checkpoint folder, cached hub id, or 'builtin'. [env WAVEFILTER_MODEL]"),
+    offline: Optional[bool] = typer.Option(None, "--offline", help="Never contact the Hugging Face hub. [env WAVEFILTER_OFFLINE]", show_default=False),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps. [env WAVEFILTER_DEVICE]"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto (bf16 on CUDA, fp32 on CPU), bf16, fp16 or fp32. [env WAVEFILTER_DTYPE]"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Answer length in tokens, rounded up to whole blocks. [env WAVEFILTER_MAX_TOKENS]"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total denoising steps (default: one per token). [env WAVEFILTER_STEPS]"),
+    block_length: Optional[int] = typer.Option(None, "--block-length", help="Tokens per diffusion block. [env WAVEFILTER_BLOCK_LENGTH]"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="low-confidence, random, threshold, factor, maskgit_plus, topk_margin or entropy. [env WAVEFILTER_SAMPLER]"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Confidence threshold of the threshold sampler, in (0, 1]. [env WAVEFILTER_THRESHOLD]"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. [env WAVEFILTER_TEMPERATURE]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [env WAVEFILTER_SEED]"),
+    system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
+    cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy: none, prefix, dual or elastic. [env WAVEFILTER_CACHE]"),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter of the cache, or 'none'. [env WAVEFILTER_FILTER]"),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Context kept by the filter: a ratio in (0, 1] or a token count ≥ 16. [env WAVEFILTER_BUDGET]"),
+    sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),
+    tail: Optional[int] = typer.Option(None, "--tail", help="Last prompt tokens (the question) always kept. [env WAVEFILTER_TAIL]"),
+    evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V (saves memory) or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
+    pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
+    password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer and its costs."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
+) -> None:
+    _run(ctx, question, context, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
+         dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
+         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
+         budget=budget, sink=sink, tail=tail, evict=evict)
+
+
+@app.command("summarize", help=SUMMARIZE_HELP)
+def summarize(
+    ctx: typer.Context,
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT", help="PDF, text or Markdown files, directories, or - for stdin."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Checkpoint folder, cached hub id, or 'builtin'. [env WAVEFILTER_MODEL]"),
+    offline: Optional[bool] = typer.Option(None, "--offline", help="Never contact the Hugging Face hub. [env WAVEFILTER_OFFLINE]", show_default=False),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps. [env WAVEFILTER_DEVICE]"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, bf16, fp16 or fp32. [env WAVEFILTER_DTYPE]"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Summary length in tokens. [env WAVEFILTER_MAX_TOKENS]"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Total denoising steps. [env WAVEFILTER_STEPS]"),
+    block_length: Optional[int] = typer.Option(None, "--block-length", help="Tokens per diffusion block. [env WAVEFILTER_BLOCK_LENGTH]"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Sampler name (see ask --help). [env WAVEFILTER_SAMPLER]"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Threshold sampler confidence, in (0, 1]. [env WAVEFILTER_THRESHOLD]"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature. [env WAVEFILTER_TEMPERATURE]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [env WAVEFILTER_SEED]"),
+    system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
+    cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy. [env WAVEFILTER_CACHE]"),
+    filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter, or 'none'. [env WAVEFILTER_FILTER]"),
+    budget: Optional[str] = typer.Option(None, "--budget", help="Ratio in (0, 1] or token count ≥ 16. [env WAVEFILTER_BUDGET]"),
+    sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),
+    tail: Optional[int] = typer.Option(None, "--tail", help="Last prompt tokens always kept. [env WAVEFILTER_TAIL]"),
+    evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
+    pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
+    password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary and its costs."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
+) -> None:
+    _run(ctx, None, inputs, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
+         dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
+         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
+         budget=budget, sink=sink, tail=tail, evict=evict)
