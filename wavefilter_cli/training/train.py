@@ -339,7 +339,7 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
     model.train()
     started = time.time()
     last_save = started
-    window_loss, window_acc, window_tokens, window_start = 0.0, 0.0, 0, time.time()
+    window_loss, window_acc, window_tokens, window_steps, window_start = 0.0, 0.0, 0, 0, time.time()
     while state["step"] < config.total_steps:
         step = state["step"]
         stage = stage_at(config, step)
@@ -360,13 +360,14 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
         window_loss += loss.item()
         window_acc += accuracy.item()
         window_tokens += input_ids.numel()
+        window_steps += 1
 
         if state["step"] % 50 == 0:
             seconds = time.time() - window_start
             record = {
                 "step": state["step"],
-                "loss": round(window_loss / 50, 4),
-                "masked_accuracy": round(window_acc / 50, 4),
+                "loss": round(window_loss / window_steps, 4),
+                "masked_accuracy": round(window_acc / window_steps, 4),
                 "lr": learning_rate(config, step),
                 "stage_max_length": stage.max_length,
                 "tokens_per_second": round(window_tokens / seconds),
@@ -375,7 +376,7 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             logger.info("%s", record)
-            window_loss, window_acc, window_tokens, window_start = 0.0, 0.0, 0, time.time()
+            window_loss, window_acc, window_tokens, window_steps, window_start = 0.0, 0.0, 0, 0, time.time()
 
         if state["step"] % config.eval_every == 0:
             lengths = sorted({min(stage.max_length, 4096), max(128, stage.min_length)})

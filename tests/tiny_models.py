@@ -1,0 +1,61 @@
+"""Tiny random LLaDA and Dream checkpoints in the official layout, with a tokenizer, for end-to-end tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from synthetic_books import write_books
+
+from wavefilter_cli.models.dream import DreamConfig, DreamModel
+from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
+from wavefilter_cli.training.tokenizer import train_tokenizer
+
+TINY_VOCAB = 400
+
+
+def make_tokenizer(root: Path) -> Path:
+    books = write_books(root / "books", books=2, paragraphs=20)
+    return train_tokenizer(root / "tokenizer", books, vocab_size=TINY_VOCAB, seed=0)
+
+
+def _special_ids(tokenizer_dir: Path) -> dict[str, int]:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    return {
+        "mask_token_id": tok.mask_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "eot_token_id": tok.convert_tokens_to_ids("<|eot_id|>"),
+    }
+
+
+def save_tiny_llada(folder: Path, tokenizer_dir: Path, window: int = 4096, seed: int = 0, **extra) -> Path:
+    torch.manual_seed(seed)
+    config = LLaDAConfig(
+        d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=TINY_VOCAB,
+        embedding_size=TINY_VOCAB, max_sequence_length=window, architectures=["LLaDAModelLM"],
+        **_special_ids(tokenizer_dir), **extra,
+    )
+    LLaDAModelLM(config).save_pretrained(folder)
+    _copy_tokenizer(tokenizer_dir, folder)
+    return folder
+
+
+def save_tiny_dream(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    config = DreamConfig(
+        vocab_size=TINY_VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, architectures=["DreamModel"], **_special_ids(tokenizer_dir),
+    )
+    DreamModel(config).save_pretrained(folder)
+    _copy_tokenizer(tokenizer_dir, folder)
+    return folder
+
+
+def _copy_tokenizer(tokenizer_dir: Path, folder: Path) -> None:
+    for item in tokenizer_dir.iterdir():
+        shutil.copy2(item, folder / item.name)
