@@ -17,7 +17,7 @@ from typing import Iterator, Sequence, Union
 import torch
 from torch import Tensor
 
-from wavefilter_cli.cache.base import CachePolicy, as_positions
+from wavefilter_cli.cache.base import CachePolicy, feed_positions, feed_tokens
 from wavefilter_cli.cache.none import NoCache
 from wavefilter_cli.sampling import Sampler, block_is_finished, make_sampler
 
@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 class GenerationConfig:
     """How the answer is decoded.
 
-    ``max_tokens`` is rounded up to a whole number of blocks. ``steps`` is the
+    ``max_tokens`` is rounded up to a whole number of blocks; a
+    ``block_length`` above ``max_tokens`` shrinks to it. ``steps`` is the
     total number of denoising steps, split evenly over the blocks (default:
     one step per token); threshold and factor samplers ignore it and run each
     block until it has no masks.
@@ -49,6 +50,7 @@ class GenerationConfig:
             raise ValueError(f"block_length={self.block_length} is invalid: use a positive number of tokens")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps={self.steps} is invalid: use a positive number of steps")
+        self.block_length = min(self.block_length, self.max_tokens)
 
     @property
     def num_blocks(self) -> int:
@@ -189,14 +191,19 @@ def generate(
             plan = sampler.begin_block(masked, steps_per_block if sampler.uses_steps else None)
             for step in range(plan.max_steps):
                 feed = policy.feed(canvas, start, end, step, shift)
-                positions = feed.positions if feed.positions is not None else as_positions(feed.start, feed.end, 1, device)
                 # Logit rows for the block: Dream's row i predicts position i + 1,
-                # so its rows sit one position earlier than the block.
+                # so its rows sit one position earlier than the block. Gathered
+                # positions, if any, come ahead of the fed slice.
                 assert feed.start <= start - shift and feed.end >= end - shift, "policy fed too little"
-                rows = slice(start - shift - feed.start, end - shift - feed.start)
+                first_row = feed.gathered + start - shift - feed.start
+                rows = slice(first_row, first_row + end - start)
                 logits = model(
-                    canvas[:, feed.start : feed.end], position_ids=positions, attention=feed.attention, logits_index=rows
+                    feed_tokens(canvas, feed),
+                    position_ids=feed_positions(feed, 1, device),
+                    attention=feed.attention,
+                    logits_index=rows,
                 ).logits
+                policy.end_step()
                 forward_passes += 1
                 total_steps += 1
                 tokens, committed = sampler.step(plan, step, logits, canvas[:, start:end], masked, generator)

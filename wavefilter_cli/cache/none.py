@@ -1,18 +1,23 @@
-"""``none``: every step recomputes every canvas position; the reference the other policies approximate."""
+"""``none``: every step recomputes every canvas position; the reference the other policies approximate.
+
+With a filter, the first step of each block (masking) or of the whole
+generation (eviction) attends densely and selects; the other steps attend
+only to the kept context plus the answer. Under eviction those steps feed
+only the kept context positions and the answer. Nothing is stored between
+forwards, so the policy holds no K/V bytes.
+"""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from wavefilter_cli.cache.base import CachePolicy, Feed, canvas_key_mask
-from wavefilter_cli.models.attention import DenseAttention
+from wavefilter_cli.cache.base import CachePolicy, Feed
 
 
 class NoCache(CachePolicy):
-    """Feed the whole canvas at every step; nothing is stored between steps."""
+    """Feed the canvas at every step (or its kept part, under eviction); store nothing."""
 
     name = "none"
 
     def feed(self, canvas: Tensor, block_start: int, block_end: int, step: int, lead: int) -> Feed:
-        self.stats.refreshes += 1
-        return Feed(0, canvas.shape[1], DenseAttention(canvas_key_mask(self.key_mask, 0, canvas.shape[1])))
+        return self.refresh_feed(block_start, block_end, step, lead, store=None)

@@ -58,14 +58,25 @@ def generation_config(config: Config):
         raise UsageError(str(exc)) from None
 
 
-def build_policy(config: Config):
-    """The cache policy (and its key-token filter) named by the config."""
+def build_policy(config: Config, method: str | None = None, filter_name: str | None = None):
+    """The cache policy and key-token filter named by the config (or by ``method`` and ``filter_name``).
+
+    Eviction applies only with a filter that selects once per refresh: the
+    published WaveFilter (``wavefilter-paper``) reselects at every step and
+    only masks, as published.
+    """
     from wavefilter_cli.cache import build_cache
+    from wavefilter_cli.filters.registry import FILTERS
 
     c = config.cache
+    method = method or c.method
+    filter_name = filter_name if filter_name is not None else c.filter
+    if filter_name == "none":
+        filter_name = None
+    per_step = filter_name in FILTERS and FILTERS[filter_name].per_step
+    evict = c.evict and filter_name is not None and not per_step
     try:
-        # Eviction needs a selection to evict by; without a filter the host keeps everything.
-        return build_cache(c.method, c.filter, budget=c.budget, sink=c.sink, tail=c.tail, evict=c.evict and c.filter is not None)
+        return build_cache(method, filter_name, budget=c.budget, sink=c.sink, tail=c.tail, evict=evict)
     except ValueError as exc:
         # A budget out of range is a length/budget problem (exit 4); other bad names are usage errors.
         error = LengthError if str(exc).startswith("budget") else UsageError
@@ -86,9 +97,20 @@ def load_for_run(config: Config, diagnostics: Diagnostics):
     return model, load_tokenizer(model.checkpoint_dir, model.config)
 
 
-def lookup_only(model) -> bool:
-    """True for models trained only for look-ups (the built-in model), which cannot summarise."""
-    return "lookup-only" in (getattr(model.config, "wavefilter_capabilities", None) or [])
+def check_can_summarize(config: Config) -> None:
+    """Reject, before any work, a model trained only for look-ups (the built-in model).
+
+    Reads only the checkpoint's config.json, so the error comes before any
+    document is read or weights are loaded.
+    """
+    from wavefilter_cli.models.loading import read_config, resolve_checkpoint
+
+    model_config = read_config(resolve_checkpoint(config.model.name, config.model.offline))
+    if "lookup-only" in (getattr(model_config, "wavefilter_capabilities", None) or []):
+        raise ModelError(
+            f"model {config.model.name} answers look-up questions only and cannot summarise; "
+            "pass --model with an instruction-tuned LLaDA or Dream checkpoint"
+        )
 
 
 def run_answer(
@@ -100,50 +122,24 @@ def run_answer(
     output: OutputOptions,
 ) -> None:
     """Read the documents, generate the answer and print it."""
-    import torch
+    from wavefilter_cli.cli.live import LiveView, resolve_progress
 
-    from wavefilter_cli.generation import BlockDone, Finished, decode_answer, generate, stop_token_ids
-
-    summarize = question is None
+    if question is None:
+        check_can_summarize(config)
     ingest = config.ingest
-    documents = read_documents(
-        inputs.inputs, diagnostics, verbosity, inputs.pages, inputs.password_env, ingest.include, ingest.exclude, ingest.max_file_mb
-    )
-    gen_config = generation_config(config)
-    model, tokenizer = load_for_run(config, diagnostics)
-    if summarize and lookup_only(model):
-        raise ModelError(
-            f"model {config.model.name} answers look-up questions only and cannot summarise; "
-            "pass --model with an instruction-tuned LLaDA or Dream checkpoint"
+    view = LiveView(resolve_progress(config.output.progress, diagnostics.console), diagnostics.console)
+    with view:
+        view.set_stage("reading")
+        documents = read_documents(
+            inputs.inputs, diagnostics, verbosity, inputs.pages, inputs.password_env, ingest.include, ingest.exclude,
+            ingest.max_file_mb,
         )
-    policy = build_policy(config)
-    prompt_docs = [PromptDocument(doc.source, doc.text) for doc in documents]
-    instruction = SUMMARIZE_INSTRUCTION if summarize else ASK_INSTRUCTION
-    prompt_ids = encode_prompt(tokenizer, chat_messages(prompt_docs, question, instruction, config.generate.system))
-    window = model.config.context_window
-    total = len(prompt_ids) + gen_config.answer_length
-    if total > window:
-        raise LengthError(
-            f"the prompt is {len(prompt_ids)} tokens and the answer needs {gen_config.answer_length}, "
-            f"{total} in all, over the model's {window}-token window; shorten the input or lower --max-tokens"
-        )
-    torch.manual_seed(config.generate.seed)
-    stop_ids = stop_token_ids(model, tokenizer)
-    tokens: list[int] = []
-    emitted = ""
-    finished: Finished | None = None
-    for event in generate(model, tokenizer, prompt_ids, gen_config, policy):
-        if isinstance(event, BlockDone):
-            tokens.extend(event.tokens)
-            if output.stream and not output.as_json:
-                text = decode_answer(tokenizer, tokens, stop_ids)
-                # Decode the whole answer so far: a multi-byte character can straddle two blocks.
-                if text.startswith(emitted) and len(text) > len(emitted):
-                    write_result(text[len(emitted):])
-                    emitted = text
-        elif isinstance(event, Finished):
-            finished = event
-    assert finished is not None
+        gen_config = generation_config(config)
+        view.set_stage("loading model")
+        model, tokenizer = load_for_run(config, diagnostics)
+        finished = _generate(config, model, tokenizer, documents, question, gen_config, view, output)
+    if diagnostics.verbosity >= 0 and view.mode != "none":
+        diagnostics.notice(view.summary_line(finished.seconds, finished.tokens_out, finished.forward_passes))
     if output.as_json:
         placement = model.placement
         record = {
@@ -165,13 +161,58 @@ def run_answer(
             "kv_bytes_peak": finished.kv_bytes_peak,
         }
         write_result(json.dumps(record) + "\n")
-        return
+
+
+def _generate(config: Config, model, tokenizer, documents, question, gen_config, view, output: OutputOptions):
+    """Build the prompt, check its length, generate, and stream the answer to stdout; return the Finished event."""
+    import torch
+
+    from wavefilter_cli.cli.live import host_kv_bytes
+    from wavefilter_cli.generation import BlockDone, Finished, StepDone, decode_answer, generate, stop_token_ids
+
+    summarize = question is None
+    policy = build_policy(config)
+    view.set_stage("tokenising")
+    prompt_docs = [PromptDocument(doc.source, doc.text) for doc in documents]
+    instruction = SUMMARIZE_INSTRUCTION if summarize else ASK_INSTRUCTION
+    prompt_ids = encode_prompt(tokenizer, chat_messages(prompt_docs, question, instruction, config.generate.system))
+    window = model.config.context_window
+    total = len(prompt_ids) + gen_config.answer_length
+    if total > window:
+        raise LengthError(
+            f"the prompt is {len(prompt_ids)} tokens and the answer needs {gen_config.answer_length}, "
+            f"{total} in all, over the model's {window}-token window; shorten the input or lower --max-tokens"
+        )
+    torch.manual_seed(config.generate.seed)
+    stop_ids = stop_token_ids(model, tokenizer)
+    tokens: list[int] = []
+    emitted = ""
+    finished: Finished | None = None
+    view.update(stage="prefill", blocks=gen_config.num_blocks, context_tokens=len(prompt_ids),
+                host_kv_bytes=host_kv_bytes(model, total))
+    for event in generate(model, tokenizer, prompt_ids, gen_config, policy):
+        if isinstance(event, StepDone):
+            stats = policy.stats
+            view.update(stage="generating", block=event.block + 1, step=event.step + 1, kept_tokens=stats.kept_tokens,
+                        context_tokens=stats.context_tokens, kv_bytes=stats.kv_bytes,
+                        kept_per_layer=list(stats.kept_per_layer))
+        elif isinstance(event, BlockDone):
+            view.update(tokens_out=view.state.tokens_out + len(event.tokens))
+            tokens.extend(event.tokens)
+            if output.stream and not output.as_json:
+                text = decode_answer(tokenizer, tokens, stop_ids)
+                # Decode the whole answer so far: a multi-byte character can straddle two blocks.
+                if text.startswith(emitted) and len(text) > len(emitted):
+                    write_result(text[len(emitted):])
+                    emitted = text
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None
+    if output.as_json:
+        return finished
     if not output.stream:
         write_result(finished.answer)
     elif finished.answer != emitted and finished.answer.startswith(emitted):
         write_result(finished.answer[len(emitted):])
     write_result("\n")
-    diagnostics.debug(
-        f"{finished.tokens_out} tokens in {finished.seconds:.2f} s, {finished.forward_passes} forward passes, "
-        f"{finished.tokens_in} prompt tokens"
-    )
+    return finished

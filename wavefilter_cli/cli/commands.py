@@ -2,3 +2,6 @@
 
 from wavefilter_cli.cli import extract  # noqa: F401
 from wavefilter_cli.cli import config_cmd  # noqa: F401
+from wavefilter_cli.cli import generate_cmd  # noqa: F401
+from wavefilter_cli.cli import bench_cmd  # noqa: F401
+from wavefilter_cli.cli import demo_cmd  # noqa: F401

@@ -45,6 +45,7 @@ def _overrides(**flags) -> dict[str, object]:
         "sampler": "generate.sampler", "threshold": "generate.threshold", "temperature": "generate.temperature",
         "seed": "generate.seed", "system": "generate.system", "cache": "cache.method", "filter": "cache.filter",
         "budget": "cache.budget", "sink": "cache.sink", "tail": "cache.tail", "evict": "cache.evict",
+        "progress": "output.progress",
     }
     return {mapping[name]: value for name, value in flags.items() if value is not None}
 
@@ -105,13 +106,14 @@ def ask(
     evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V (saves memory) or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
     pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
+    progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer and its costs."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
 ) -> None:
     _run(ctx, question, context, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
          dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
-         budget=budget, sink=sink, tail=tail, evict=evict)
+         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress)
 
 
 @app.command("summarize", help=SUMMARIZE_HELP)
@@ -138,10 +140,11 @@ def summarize(
     evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
     pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
+    progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary and its costs."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
 ) -> None:
     _run(ctx, None, inputs, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
          dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
-         budget=budget, sink=sink, tail=tail, evict=evict)
+         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress)

@@ -289,7 +289,10 @@ def export_model(run_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     ckpt = run_dir / "checkpoint"
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ckpt / "model.safetensors", out_dir / "model.safetensors")
-    shutil.copy2(ckpt / "config.json", out_dir / "config.json")
+    config = json.loads((ckpt / "config.json").read_text())
+    # The CLI refuses tasks this model was not trained for (summaries) before doing any work.
+    config["wavefilter_capabilities"] = ["lookup-only"]
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for item in tokenizer_dir.iterdir():
         if item.name.startswith("tokenizer") or item.name == "special_tokens_map.json" or item.name.endswith(".jinja"):
             if item.resolve() != (out_dir / item.name).resolve():

@@ -1,0 +1,98 @@
+"""Every registered filter under every registered cache policy, masking and evicting.
+
+The matrix is built from ``FILTERS`` and ``CACHE_POLICIES``, so a new filter
+or policy joins it by being registered.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from wavefilter_cli.cache import CACHE_POLICIES, build_cache
+from wavefilter_cli.filters.registry import FILTERS
+from wavefilter_cli.generation import BlockDone, GenerationConfig, generate
+from wavefilter_cli.models.dream import DreamConfig, DreamModel
+from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
+
+PROMPT_LENGTH = 64
+BUDGET = 24
+CONFIG = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run on one CPU thread: tiny tensors gain nothing from more, and on a busy machine thread hand-offs dominate."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class StubTokenizer:
+    eos_token_id = 301
+    mask_token_id = 300
+    unk_token_id = 0
+
+    def convert_tokens_to_ids(self, token):
+        return self.unk_token_id
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(str(i) for i in ids)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(family: str):
+    torch.manual_seed(3)
+    if family == "llada":
+        config = LLaDAConfig(
+            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
+            embedding_size=320, max_sequence_length=256, mask_token_id=300, eos_token_id=301, pad_token_id=301,
+        )
+        return LLaDAModelLM(config).float().eval()
+    config = DreamConfig(
+        vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, mask_token_id=300, pad_token_id=301,
+        bos_token_id=302, eos_token_id=301,
+    )
+    return DreamModel(config).float().eval()
+
+
+def run(family: str, policy):
+    generator = torch.Generator().manual_seed(11)
+    prompt = torch.randint(0, 290, (PROMPT_LENGTH,), generator=generator).tolist()
+    events = list(generate(tiny_model(family), StubTokenizer(), prompt, CONFIG, policy))
+    tokens = [t for event in events if isinstance(event, BlockDone) for t in event.tokens]
+    return tokens, events[-1]
+
+
+@functools.lru_cache(maxsize=None)
+def host_bytes(family: str, method: str) -> int:
+    return run(family, build_cache(method))[1].kv_bytes_peak
+
+
+@pytest.mark.parametrize("evict", [False, True], ids=["mask", "evict"])
+@pytest.mark.parametrize("method", sorted(CACHE_POLICIES))
+@pytest.mark.parametrize("filter_name", sorted(FILTERS))
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_filter_under_policy(family, filter_name, method, evict):
+    if evict and FILTERS[filter_name].per_step:
+        with pytest.raises(ValueError, match="set evict=False"):
+            build_cache(method, filter_name, budget=BUDGET, sink=4, tail=8, evict=True)
+        return
+    policy = build_cache(method, filter_name, budget=BUDGET, sink=4, tail=8, evict=evict)
+    tokens, finished = run(family, policy)
+
+    assert len(tokens) == CONFIG.answer_length
+    assert all(0 <= t < 320 for t in tokens)
+    expected_kept = policy.key_filter.kept_count(PROMPT_LENGTH, 0)
+    assert policy.stats.kept_per_layer == [expected_kept, expected_kept]
+    assert finished.kept_tokens == expected_kept
+    assert finished.context_tokens == PROMPT_LENGTH
+    assert 0 < policy.stats.refresh_context_tokens <= PROMPT_LENGTH
+    if evict and expected_kept < PROMPT_LENGTH and method != "none":
+        assert finished.kv_bytes_peak < host_bytes(family, method)
+    else:
+        assert finished.kv_bytes_peak == host_bytes(family, method)
