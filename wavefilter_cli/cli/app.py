@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the installed Typer
     from click import exceptions as click_exceptions
 
 from wavefilter_cli import __version__
-from wavefilter_cli.cli.output import ColorMode, Diagnostics
+from wavefilter_cli.cli.output import ColorMode, Diagnostics, StdoutClosed
 from wavefilter_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, WavefilterError
 
 app = typer.Typer(
@@ -91,8 +91,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     _register_commands()
     diagnostics = Diagnostics()
     try:
-        app(args=argv, prog_name="wavefilter", standalone_mode=False)
-        code = 0
+        # Without standalone mode Typer returns the code of an Exit (130 for Ctrl-C) instead of exiting.
+        result = app(args=argv, prog_name="wavefilter", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+        if code == EXIT_INTERRUPTED:
+            sys.stderr.write("\ninterrupted\n")
     except typer.Exit as exc:
         code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -102,7 +105,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         # Usage errors: unknown option, missing argument, invalid value.
         exc.show(file=sys.stderr)
         code = exc.exit_code
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         # A reader such as `head` closed stdout: stop quietly with success.
         _silence_stdout()
         code = 0

@@ -5,3 +5,4 @@ from wavefilter_cli.cli import config_cmd  # noqa: F401
 from wavefilter_cli.cli import generate_cmd  # noqa: F401
 from wavefilter_cli.cli import bench_cmd  # noqa: F401
 from wavefilter_cli.cli import demo_cmd  # noqa: F401
+from wavefilter_cli.cli import inspect_cmd  # noqa: F401

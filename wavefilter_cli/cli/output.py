@@ -17,10 +17,20 @@ from rich.console import Console
 ColorMode = Literal["auto", "always", "never"]
 
 
+class StdoutClosed(Exception):
+    """The reader of stdout went away (``| head``); the CLI stops quietly with status 0.
+
+    Not an OSError on purpose: Typer turns a broken pipe it sees into exit 1.
+    """
+
+
 def write_result(text: str) -> None:
     """Write ``text`` to stdout and flush it immediately."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed() from None
 
 
 def color_enabled(mode: ColorMode, stream) -> bool:
