@@ -123,3 +123,13 @@ def test_options_are_validated():
 
 def test_paper_level_fraction():
     assert PaperWaveFilter(budget=0.1, levels=2).level_fraction(1000) == pytest.approx(0.1**0.5)
+
+
+def test_block_moments_match_block_statistics():
+    from wavefilter_cli.filters.wavefilter import block_moments
+
+    keys = torch.randn(2, 3, 64, 8, dtype=torch.float64)
+    for level, (mean, deviation, counts) in enumerate(block_moments(keys, None, 4), start=1):
+        stats = block_statistics(keys, level, axis=2, feature_axis=3)
+        assert torch.allclose(mean, stats.mean)
+        assert torch.allclose(deviation.square() * counts[0], stats.deviation_energy)

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from wavefilter_cli.filters.base import FilterInput, KeyFilter, context_attention, grouped_probs, grouped_queries
-from wavefilter_cli.filters.wavelets import block_statistics, max_level, wavedec, waverec
+from wavefilter_cli.filters.wavelets import max_level, wavedec, waverec
 
 
 def block_bound_logits(queries: Tensor, means: Tensor, deviation: Tensor, counts: Tensor, detail_weight: float) -> Tensor:
@@ -53,6 +53,41 @@ def block_bound_logits(queries: Tensor, means: Tensor, deviation: Tensor, counts
     spread = detail_weight * torch.sqrt((counts.to(queries.dtype) - 1).clamp(min=0)) * deviation  # (..., N)
     norms = queries.norm(dim=-1, keepdim=True)  # (B, H_kv, Q, 1)
     return (mean_logits + norms * spread.unsqueeze(-2)) / math.sqrt(dim)
+
+
+def _pair_sum(x: Tensor, dim: int) -> Tensor:
+    """Sum neighbouring pairs along ``dim`` (zero-padding an odd length): the unnormalised Haar approximation."""
+    length = x.shape[dim]
+    if length % 2:
+        pad = [0, 0] * (x.ndim - 1 - dim % x.ndim) + [0, 1]
+        x = torch.nn.functional.pad(x, pad)
+    shape = list(x.shape)
+    shape[dim : dim + 1] = [shape[dim] // 2, 2]
+    return x.reshape(shape).sum(dim=dim + 1)
+
+
+def block_moments(keys: Tensor, real: Tensor | None, levels: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """Per-level block means, RMS deviations and token counts of the keys, finest level first.
+
+    keys: (B, H_kv, P, D); real: (B, P) bool or None. Level b (index b − 1)
+    has ceil(P / 2^b) blocks. Each level is built from the one below by
+    pairwise sums of Σk, Σ‖k‖² and counts, so the whole pyramid costs one
+    pass over the keys. Returns [(mean (B, H_kv, N, D), deviation (B, H_kv, N),
+    counts (B, 1, N))], where deviation² · n = Σ‖k_i − μ‖², the block's
+    Haar detail energy by Parseval.
+    """
+    weight = torch.ones(keys.shape[0], 1, keys.shape[2], device=keys.device) if real is None else real[:, None, :].float()
+    sums = keys * weight[..., None]
+    squares = keys.square().sum(dim=-1) * weight
+    counts = weight
+    moments = []
+    for _ in range(levels):
+        sums, squares, counts = _pair_sum(sums, 2), _pair_sum(squares, 2), _pair_sum(counts, 2)
+        safe = counts.clamp(min=1)
+        mean = sums / safe[..., None]
+        energy = (squares - safe * mean.square().sum(dim=-1)).clamp(min=0)
+        moments.append((mean, torch.sqrt(energy / safe), counts))
+    return moments
 
 
 def _gather_blocks(values: Tensor, index: Tensor) -> Tensor:
@@ -95,25 +130,20 @@ class WaveFilter(KeyFilter):
         levels = min(self.levels, max(0, math.floor(math.log2(max(1, length)))))
         real = inputs.key_mask
 
+        moments = block_moments(keys, real, levels)
         candidates = None  # (B, H_kv, C) block indices at the current level
         for level in range(levels, 0, -1):
-            stats = block_statistics(keys, level, axis=2, feature_axis=3)
-            means = stats.mean  # (B, H_kv, N, D)
-            counts = stats.counts  # (N,)
-            deviation = torch.sqrt(stats.deviation_energy / counts.to(keys.dtype))  # (B, H_kv, N)
+            means, deviation, counts = moments[level - 1]
             blocks = means.shape[2]
             if candidates is None:
                 index = torch.arange(blocks, device=keys.device).expand(batch, kv_heads, blocks)
             else:
                 # Children of the blocks kept one level up.
                 index = torch.stack([2 * candidates, 2 * candidates + 1], dim=-1).flatten(-2).clamp(max=blocks - 1)
-            cand_means = _gather_blocks(means, index)
-            cand_dev = torch.gather(deviation, 2, index)
-            cand_counts = counts[index]
-            logits = block_bound_logits(queries, cand_means, cand_dev, cand_counts, self.detail_weight)
-            if real is not None:
-                block_real = block_statistics(real.float()[:, None, :], level, axis=2).mean > 0  # (B, 1, N)
-                logits = logits.masked_fill(~torch.gather(block_real.expand(-1, kv_heads, -1), 2, index)[:, :, None, :], float("-inf"))
+            cand_counts = torch.gather(counts.expand(-1, kv_heads, -1), 2, index)
+            logits = block_bound_logits(queries, _gather_blocks(means, index), torch.gather(deviation, 2, index),
+                                        cand_counts, self.detail_weight)
+            logits = logits.masked_fill((cand_counts == 0)[:, :, None, :], float("-inf"))
             block_scores = logits.softmax(dim=-1).sum(dim=2)  # (B, H_kv, C)
             keep = min(index.shape[-1], math.ceil(self.beam * budget / 2**level))
             top = block_scores.topk(keep, dim=-1).indices
