@@ -133,3 +133,63 @@ def test_block_moments_match_block_statistics():
         stats = block_statistics(keys, level, axis=2, feature_axis=3)
         assert torch.allclose(mean, stats.mean)
         assert torch.allclose(deviation.square() * counts[0], stats.deviation_energy)
+
+
+# --- WaveFilter inside a host cache -------------------------------------------------------
+
+from wavefilter_cli.cache import build_cache  # noqa: E402
+from wavefilter_cli.generation import BlockDone, GenerationConfig, StepDone, generate  # noqa: E402
+from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
+
+
+class _Tokenizer:
+    eos_token_id, mask_token_id, unk_token_id = 301, 300, 0
+
+    def convert_tokens_to_ids(self, token):
+        return 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(map(str, ids))
+
+
+def _tiny_llada():
+    torch.manual_seed(5)
+    config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
+                         embedding_size=320, max_sequence_length=256, mask_token_id=300, eos_token_id=301, pad_token_id=301)
+    return LLaDAModelLM(config).eval()
+
+
+def _tokens(model, policy):
+    prompt = torch.randint(0, 299, (80,), generator=torch.Generator().manual_seed(1)).tolist()
+    config = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=False)
+    return [t for e in generate(model, _Tokenizer(), prompt, config, policy) if isinstance(e, BlockDone) for t in e.tokens]
+
+
+@pytest.mark.parametrize("name", ["wavefilter", "wavefilter-paper", "wavefilter-denoise"])
+def test_budget_one_reproduces_host(name):
+    model = _tiny_llada()
+    evict = name != "wavefilter-paper"  # the published method only masks
+    alone = _tokens(model, build_cache("prefix"))
+    filtered = _tokens(model, build_cache("prefix", name, budget=1.0, evict=evict))
+    assert filtered == alone
+
+
+@pytest.mark.parametrize("evict, expected_selections", [(True, 1), (False, 2)])
+def test_selection_reused_until_refresh(monkeypatch, evict, expected_selections):
+    """Scoring runs once per layer at a selecting refresh, never in the cached steps between."""
+    calls = []
+    original = WaveFilter.score
+
+    def counting(self, inputs):
+        calls.append(inputs.layer)
+        return original(self, inputs)
+
+    monkeypatch.setattr(WaveFilter, "score", counting)
+    model = _tiny_llada()
+    policy = build_cache("prefix", "wavefilter", budget=24, sink=2, tail=4, evict=evict)
+    prompt = torch.randint(0, 299, (80,), generator=torch.Generator().manual_seed(1)).tolist()
+    config = GenerationConfig(max_tokens=16, block_length=8, steps=8, stop_early=False)
+    steps = [e for e in generate(model, _Tokenizer(), prompt, config, policy) if isinstance(e, StepDone)]
+    assert steps[-1].forward_passes == 8  # 2 blocks × 4 steps
+    assert policy.stats.selections == expected_selections
+    assert len(calls) == expected_selections * model.config.n_layers
