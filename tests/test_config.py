@@ -190,7 +190,7 @@ def test_default_values_match_spec() -> None:
     assert config.cache.method == "prefix"
     assert config.cache.filter is None
     assert config.cache.budget == 0.1
-    assert (config.cache.sink, config.cache.tail, config.cache.levels, config.cache.beam) == (4, 32, 2, 4)
+    assert (config.cache.sink, config.cache.tail, config.cache.levels, config.cache.beam) == (4, 32, 2, 8)
     assert config.cache.evict is True
     assert config.cache.wavelet == "haar"
     assert config.ingest == IngestConfig(max_file_mb=50.0, include=[], exclude=[])

@@ -429,7 +429,7 @@ class CacheConfig(_Section):
     evict: bool = True
     wavelet: str = "haar"
     levels: int = 2
-    beam: int = 4
+    beam: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()

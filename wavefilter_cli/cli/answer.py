@@ -58,6 +58,14 @@ def generation_config(config: Config):
         raise UsageError(str(exc)) from None
 
 
+#: Config keys that reach each wavelet filter as options.
+FILTER_OPTIONS = {
+    "wavefilter": lambda c: {"levels": c.levels, "beam": c.beam},
+    "wavefilter-denoise": lambda c: {"wavelet": c.wavelet, "levels": c.levels},
+    "wavefilter-paper": lambda c: {"levels": c.levels},
+}
+
+
 def build_policy(config: Config, method: str | None = None, filter_name: str | None = None):
     """The cache policy and key-token filter named by the config (or by ``method`` and ``filter_name``).
 
@@ -75,8 +83,9 @@ def build_policy(config: Config, method: str | None = None, filter_name: str | N
         filter_name = None
     per_step = filter_name in FILTERS and FILTERS[filter_name].per_step
     evict = c.evict and filter_name is not None and not per_step
+    options = FILTER_OPTIONS.get(filter_name, lambda _: {})(c)
     try:
-        return build_cache(method, filter_name, budget=c.budget, sink=c.sink, tail=c.tail, evict=evict)
+        return build_cache(method, filter_name, budget=c.budget, sink=c.sink, tail=c.tail, evict=evict, **options)
     except ValueError as exc:
         # A budget out of range is a length/budget problem (exit 4); other bad names are usage errors.
         error = LengthError if str(exc).startswith("budget") else UsageError
@@ -127,12 +136,13 @@ def run_answer(
     if question is None:
         check_can_summarize(config)
     ingest = config.ingest
+    build_policy(config)  # reject a bad --cache, --filter or option before any slow work
     view = LiveView(resolve_progress(config.output.progress, diagnostics.console), diagnostics.console)
     with view:
         view.set_stage("reading")
         documents = read_documents(
             inputs.inputs, diagnostics, verbosity, inputs.pages, inputs.password_env, ingest.include, ingest.exclude,
-            ingest.max_file_mb,
+            ingest.max_file_mb, missing_hint="--context FILE (or --context - for stdin)" if question else None,
         )
         gen_config = generation_config(config)
         view.set_stage("loading model")
@@ -155,7 +165,7 @@ def run_answer(
             "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in documents],
             "cache": config.cache.method,
             "filter": config.cache.filter,
-            "budget": config.cache.budget,
+            "budget": config.cache.budget if config.cache.filter not in (None, "none") else None,
             "kept_tokens": finished.kept_tokens,
             "context_tokens": finished.context_tokens,
             "kv_bytes_peak": finished.kv_bytes_peak,

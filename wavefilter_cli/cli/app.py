@@ -101,9 +101,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\ninterrupted\n")
         code = EXIT_INTERRUPTED
-    except click_exceptions.ClickException as exc:
-        # Usage errors: unknown option, missing argument, invalid value.
+    except click_exceptions.NoArgsIsHelpError as exc:
+        # A bare command group: its help is the useful answer.
         exc.show(file=sys.stderr)
+        code = exc.exit_code
+    except click_exceptions.ClickException as exc:
+        # Usage errors (unknown option, missing argument, invalid value): one line and where to look.
+        command = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "wavefilter"
+        message = " ".join(exc.format_message().split())
+        diagnostics.error(f"{message} (see {command} --help)")
         code = exc.exit_code
     except (BrokenPipeError, StdoutClosed):
         # A reader such as `head` closed stdout: stop quietly with success.

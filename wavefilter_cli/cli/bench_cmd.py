@@ -85,7 +85,7 @@ def parse_budgets(budget: str | None, budgets: str | None, config: Config) -> li
 
 
 def default_methods() -> str:
-    """Return the default method list: none, prefix, and prefix+wavefilter once that filter is registered."""
+    """Return the default method list: none, prefix, and prefix+wavefilter when that filter is registered."""
     from wavefilter_cli.filters.registry import FILTERS
 
     return "none,prefix,prefix+wavefilter" if "wavefilter" in FILTERS else "none,prefix"
@@ -465,7 +465,7 @@ def bench(
     lengths: Optional[str] = typer.Option(None, "--lengths", help="Comma-separated lengths in tokens (ruler: prompt + answer, default 4096; longbench: prompt budget, default the model window)."),
     samples: int = typer.Option(50, "--samples", min=1, help="Samples per task and length."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks (default: every RULER task, or every LongBench file in --data)."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated HOST[+FILTER] methods (default: none,prefix, plus prefix+wavefilter once registered)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated HOST[+FILTER] methods (default: none,prefix,prefix+wavefilter)."),
     budget: Optional[str] = typer.Option(None, "--budget", help="Context kept by filters: a ratio in (0, 1] or a token count ≥ 16. [env WAVEFILTER_BUDGET]"),
     budgets: Optional[str] = typer.Option(None, "--budgets", help="Several budgets, comma-separated; overrides --budget."),
     gen_length: Optional[int] = typer.Option(None, "--gen-length", min=1, help="Answer length in tokens for every task (default: the task's own)."),

@@ -27,8 +27,8 @@ Example:
   wavefilter demo --tokens 16384 --methods none,prefix,prefix+wavefilter
 
 The document is Python's bundled documentation topics (no download) with
-three planted facts. Answers go to stdout; the comparison table and the
-live view go to stderr.
+three planted facts. Answers and the comparison table go to stdout; the
+live view goes to stderr.
 """
 
 

@@ -56,9 +56,9 @@ def _parse_budget(value: Optional[str]) -> Optional[float]:
     try:
         number = float(value)
     except ValueError:
-        from wavefilter_cli.errors import LengthError
+        from wavefilter_cli.errors import UsageError
 
-        raise LengthError(f"--budget {value!r} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16") from None
+        raise UsageError(f"--budget {value!r} is not a number: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16") from None
     if 0 < number <= 1:
         return number
     if number >= 16 and number.is_integer():

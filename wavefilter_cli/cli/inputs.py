@@ -7,7 +7,7 @@ import sys
 
 from wavefilter_cli.cli.extract import _build_options, _resolve_inputs
 from wavefilter_cli.cli.output import Diagnostics
-from wavefilter_cli.errors import InputError
+from wavefilter_cli.errors import InputError, UsageError
 from wavefilter_cli.ingest import Document, Skipped, check_inputs, iter_documents
 
 
@@ -20,9 +20,15 @@ def read_documents(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     max_file_mb: float = 50.0,
+    missing_hint: str | None = None,
 ) -> list[Document]:
-    """Documents for ``inputs`` (stdin when none and stdin is piped); skips are warned about on stderr."""
+    """Documents for ``inputs`` (stdin when none and stdin is piped); skips are warned about on stderr.
+
+    ``missing_hint`` names the option to use when no input is given on a terminal.
+    """
     options = _build_options(pages, password_env, include or [], exclude or [], max_file_mb)
+    if not inputs and missing_hint and sys.stdin.isatty():
+        raise UsageError(f"no document given; pass {missing_hint}")
     names = _resolve_inputs(inputs)
     check_inputs(names)
     if verbosity < 1:

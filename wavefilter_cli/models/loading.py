@@ -233,4 +233,5 @@ def load_tokenizer(folder: Path, config=None):
     try:
         return AutoTokenizer.from_pretrained(folder, config=config)
     except Exception as exc:  # noqa: BLE001 - tokenizer loading raises many types
-        raise ModelError(f"{folder}: cannot load the tokenizer ({exc}); the folder needs tokenizer.json or its files") from exc
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{folder}: cannot load the tokenizer ({reason}); the folder needs tokenizer.json or its files") from exc
