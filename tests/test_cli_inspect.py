@@ -28,7 +28,8 @@ def test_inspect_marks_tail_and_reports_layers(model_dir, tmp_path):
     result = run("inspect", str(doc), "-q", "What is the passcode?", "-m", str(model_dir), "--budget", "16",
                  "--sink", "2", "--tail", "4", "-o", str(report))
     assert result.returncode == 0, result.stderr
-    assert "[[" in result.stdout and "]]" in result.stdout
+    assert "[[" in result.stdout
+    assert "]]" in result.stdout
     assert "kept per layer 16, 16" in result.stdout
     page = report.read_text()
     assert page.startswith("<!DOCTYPE html>")

@@ -95,7 +95,8 @@ def test_selection_is_sorted_unique_within_budget(cls, length):
     for row in kept.reshape(-1, kept.shape[-1]):
         values = row.tolist()
         assert values == sorted(set(values))
-        assert values[0] >= 0 and values[-1] < length
+        assert values[0] >= 0
+        assert values[-1] < length
         assert {0, 1} <= set(values)
         assert set(range(length - 4, length)) <= set(values)
 

@@ -120,7 +120,8 @@ def test_placement_auto_on_cpu_is_fp32():
     if torch.cuda.is_available():
         pytest.skip("auto picks CUDA here")
     placement = choose_placement("auto", "auto")
-    assert placement.device.type == "cpu" and placement.dtype == torch.float32
+    assert placement.device.type == "cpu"
+    assert placement.dtype == torch.float32
 
 
 def test_memory_estimate_rejects_oversized(monkeypatch):

@@ -49,7 +49,7 @@ def topic_paragraphs() -> list[str]:
 
 
 def build_demo_document(tokenizer, min_tokens: int = 8192, seed: int = 0) -> DemoDocument:
-    """A document of at least ``min_tokens`` tokens with three planted facts at depths 0.2, 0.5 and 0.8."""
+    """Build a document of at least ``min_tokens`` tokens with three planted facts at depths 0.2, 0.5 and 0.8."""
     rng = random.Random(seed)
     paragraphs = topic_paragraphs()
     chosen, tokens = [], 0

@@ -21,7 +21,7 @@ class UsageError(WavefilterError):
 
 
 class InputError(WavefilterError):
-    """An input that cannot be read or holds no usable text (exit 3)."""
+    """An input that cannot be read or contains no usable text (exit 3)."""
 
     exit_code = 3
 

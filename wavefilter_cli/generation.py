@@ -194,7 +194,8 @@ def generate(
                 # Logit rows for the block: Dream's row i predicts position i + 1,
                 # so its rows sit one position earlier than the block. Gathered
                 # positions, if any, come ahead of the fed slice.
-                assert feed.start <= start - shift and feed.end >= end - shift, "policy fed too little"
+                assert feed.start <= start - shift, "policy fed too little before the block"
+                assert feed.end >= end - shift, "policy fed too little of the block"
                 first_row = feed.gathered + start - shift - feed.start
                 rows = slice(first_row, first_row + end - start)
                 logits = model(

@@ -29,7 +29,7 @@ class OutputOptions:
 
 @dataclass
 class InputOptions:
-    """Which documents are read and how."""
+    """The documents to read and the PDF options that apply to them."""
 
     inputs: Optional[list[str]]
     pages: Optional[str] = None
@@ -93,7 +93,7 @@ def build_policy(config: Config, method: str | None = None, filter_name: str | N
 
 
 def load_for_run(config: Config, diagnostics: Diagnostics):
-    """Load model and tokenizer as configured and say on stderr which device runs them and why."""
+    """Load model and tokenizer as configured, and print on stderr which device runs them and why."""
     if config.model.offline:
         # transformers and huggingface_hub read this when first imported.
         os.environ["HF_HUB_OFFLINE"] = "1"

@@ -22,6 +22,9 @@ from wavefilter_cli import __version__
 from wavefilter_cli.cli.output import ColorMode, Diagnostics, StdoutClosed
 from wavefilter_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, WavefilterError
 
+#: Logging level for each verbosity (-1 quiet, 0 default, 1 for -v); -vv and more log everything.
+LOG_LEVELS = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.INFO}
+
 app = typer.Typer(
     name="wavefilter",
     help=(
@@ -60,7 +63,7 @@ def _root(
     verbosity = -1 if quiet else verbose
     diagnostics = Diagnostics.create(verbosity, color)  # type: ignore[arg-type]
     logging.basicConfig(
-        level=logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING,
+        level=LOG_LEVELS.get(verbosity, logging.DEBUG if verbosity > 1 else logging.WARNING),
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -53,7 +53,11 @@ def _render_rich(console, tokenizer, inspection, threshold: float) -> None:
 
     text = Text()
     for token, share in zip(inspection.token_ids, inspection.keep_share.tolist()):
-        style = "bold black on yellow" if share >= threshold else ("yellow" if share > 0 else "")
+        style = ""
+        if share >= threshold:
+            style = "bold black on yellow"
+        elif share > 0:
+            style = "yellow"
         text.append(tokenizer.decode([token]), style=style)
     console.print(text, soft_wrap=True)
 

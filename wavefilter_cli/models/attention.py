@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 
 class AttentionContext(Protocol):
-    """What a model's attention layers call once per layer and forward."""
+    """The object a model's attention layers call once per layer and forward."""
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """Attention output for the fed queries.

@@ -38,7 +38,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the model runs and why: ``reason`` is shown to the user on one stderr line."""
+    """The device and dtype chosen for the model; ``reason`` is shown to the user on one stderr line."""
 
     device: torch.device
     dtype: torch.dtype
@@ -223,7 +223,7 @@ def load_model(path_or_id: str, device: str = "auto", dtype: str = "auto", offli
 
 
 def load_tokenizer(folder: Path, config=None):
-    """The checkpoint's tokenizer through ``AutoTokenizer`` (chat template included).
+    """Load the checkpoint's tokenizer through ``AutoTokenizer`` (chat template included).
 
     Passing the model's ``config`` spares transformers from re-reading
     config.json, which it cannot map to a model type it does not know.
