@@ -10,6 +10,7 @@ import functools
 
 import pytest
 import torch
+from tiny_models import StubTokenizer
 
 from wavefilter_cli.cache import CACHE_POLICIES, build_cache
 from wavefilter_cli.filters.registry import FILTERS
@@ -22,25 +23,6 @@ BUDGET = 24
 CONFIG = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run on one CPU thread: tiny tensors gain nothing from more, and on a busy machine thread hand-offs dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class StubTokenizer:
-    eos_token_id = 301
-    mask_token_id = 300
-    unk_token_id = 0
-
-    def convert_tokens_to_ids(self, token):
-        return self.unk_token_id
-
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(str(i) for i in ids)
 
 
 @functools.lru_cache(maxsize=None)

@@ -141,16 +141,7 @@ def test_block_moments_match_block_statistics():
 from wavefilter_cli.cache import build_cache  # noqa: E402
 from wavefilter_cli.generation import BlockDone, GenerationConfig, StepDone, generate  # noqa: E402
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM  # noqa: E402
-
-
-class _Tokenizer:
-    eos_token_id, mask_token_id, unk_token_id = 301, 300, 0
-
-    def convert_tokens_to_ids(self, token):
-        return 0
-
-    def decode(self, ids, skip_special_tokens=True):
-        return " ".join(map(str, ids))
+from tiny_models import StubTokenizer  # noqa: E402
 
 
 def _tiny_llada():
@@ -163,7 +154,7 @@ def _tiny_llada():
 def _tokens(model, policy):
     prompt = torch.randint(0, 299, (80,), generator=torch.Generator().manual_seed(1)).tolist()
     config = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=False)
-    return [t for e in generate(model, _Tokenizer(), prompt, config, policy) if isinstance(e, BlockDone) for t in e.tokens]
+    return [t for e in generate(model, StubTokenizer(), prompt, config, policy) if isinstance(e, BlockDone) for t in e.tokens]
 
 
 @pytest.mark.parametrize("name", ["wavefilter", "wavefilter-paper", "wavefilter-denoise"])
@@ -190,7 +181,7 @@ def test_selection_reused_until_refresh(monkeypatch, evict, expected_selections)
     policy = build_cache("prefix", "wavefilter", budget=24, sink=2, tail=4, evict=evict)
     prompt = torch.randint(0, 299, (80,), generator=torch.Generator().manual_seed(1)).tolist()
     config = GenerationConfig(max_tokens=16, block_length=8, steps=8, stop_early=False)
-    steps = [e for e in generate(model, _Tokenizer(), prompt, config, policy) if isinstance(e, StepDone)]
+    steps = [e for e in generate(model, StubTokenizer(), prompt, config, policy) if isinstance(e, StepDone)]
     assert steps[-1].forward_passes == 8  # 2 blocks × 4 steps
     assert policy.stats.selections == expected_selections
     assert len(calls) == expected_selections * model.config.n_layers

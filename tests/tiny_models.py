@@ -15,6 +15,20 @@ from wavefilter_cli.training.tokenizer import train_tokenizer
 TINY_VOCAB = 400
 
 
+class StubTokenizer:
+    """The tokenizer surface the generation loop uses, for models with vocabulary 320, mask 300 and EOS 301."""
+
+    eos_token_id = 301
+    mask_token_id = 300
+    unk_token_id = 0
+
+    def convert_tokens_to_ids(self, token):
+        return self.unk_token_id
+
+    def decode(self, ids, skip_special_tokens=True):
+        return " ".join(str(i) for i in ids)
+
+
 def make_tokenizer(root: Path) -> Path:
     books = write_books(root / "books", books=2, paragraphs=20)
     return train_tokenizer(root / "tokenizer", books, vocab_size=TINY_VOCAB, seed=0)

@@ -210,9 +210,10 @@ def generate(
                 tokens, committed = sampler.step(plan, step, logits, canvas[:, start:end], masked, generator)
                 canvas[:, start:end] = tokens
                 masked = masked & ~committed
-                open_count = int(masked.sum())  # NOTE: one host sync per step, needed to end threshold loops early.
+                # NOTE: one host sync per step (both counts in one read), needed to end threshold loops early.
+                committed_count, open_count = torch.stack([committed.sum(), masked.sum()]).tolist()
                 stats = policy.stats
-                yield StepDone(block, step, int(committed.sum()), open_count, forward_passes,
+                yield StepDone(block, step, committed_count, open_count, forward_passes,
                                stats.kept_tokens, stats.context_tokens, stats.kv_bytes)
                 if open_count == 0:
                     break

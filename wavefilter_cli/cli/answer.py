@@ -136,7 +136,7 @@ def run_answer(
     if question is None:
         check_can_summarize(config)
     ingest = config.ingest
-    build_policy(config)  # reject a bad --cache, --filter or option before any slow work
+    policy = build_policy(config)  # built first, so a bad --cache, --filter or option fails before any slow work
     view = LiveView(resolve_progress(config.output.progress, diagnostics.console), diagnostics.console)
     with view:
         view.set_stage("reading")
@@ -147,7 +147,7 @@ def run_answer(
         gen_config = generation_config(config)
         view.set_stage("loading model")
         model, tokenizer = load_for_run(config, diagnostics)
-        finished = _generate(config, model, tokenizer, documents, question, gen_config, view, output)
+        finished = _generate(config, model, tokenizer, policy, documents, question, gen_config, view, output)
     if diagnostics.verbosity >= 0 and view.mode != "none":
         diagnostics.notice(view.summary_line(finished.seconds, finished.tokens_out, finished.forward_passes))
     if output.as_json:
@@ -173,7 +173,7 @@ def run_answer(
         write_result(json.dumps(record) + "\n")
 
 
-def _generate(config: Config, model, tokenizer, documents, question, gen_config, view, output: OutputOptions):
+def _generate(config: Config, model, tokenizer, policy, documents, question, gen_config, view, output: OutputOptions):
     """Build the prompt, check its length, generate, and stream the answer to stdout; return the Finished event."""
     import torch
 
@@ -181,7 +181,6 @@ def _generate(config: Config, model, tokenizer, documents, question, gen_config,
     from wavefilter_cli.generation import BlockDone, Finished, StepDone, decode_answer, generate, stop_token_ids
 
     summarize = question is None
-    policy = build_policy(config)
     view.set_stage("tokenising")
     prompt_docs = [PromptDocument(doc.source, doc.text) for doc in documents]
     instruction = SUMMARIZE_INSTRUCTION if summarize else ASK_INSTRUCTION
