@@ -99,25 +99,26 @@ def fitting_count(
 
 
 def niah_single(rng: random.Random, fits: AnswerFits) -> TaskSpec:
-    """Draw one fact and ask for its value."""
+    """Draw one fact and ask for its value; the answer restates the fact sentence."""
     key = facts.random_key(rng)
     value = facts.random_value(rng, key.numeric)
-    fact = FactSpec(facts.fact_sentence(key, value))
-    return TaskSpec("niah_single", [fact], facts.single_question(key), value, ordered=False)
+    sentence = facts.fact_sentence(key, value)
+    return TaskSpec("niah_single", [FactSpec(sentence)], facts.single_question(key), sentence, ordered=False)
 
 
 def niah_multikey(rng: random.Random, fits: AnswerFits) -> TaskSpec:
-    """Draw one asked fact among distractor facts about similar keys."""
+    """Draw one asked fact among distractor facts about similar keys; the answer restates the asked fact."""
     key = facts.random_key(rng)
     distractor_keys = facts.distinct_keys(rng, rng.randint(*MULTIKEY_DISTRACTORS), near=key)
     value = facts.random_value(rng, key.numeric)
-    fact_list = [FactSpec(facts.fact_sentence(key, value))]
+    asked = facts.fact_sentence(key, value)
+    fact_list = [FactSpec(asked)]
     for other in distractor_keys:
         sentence = facts.fact_sentence(other, facts.random_value(rng, other.numeric))
         fact_list.append(FactSpec(sentence, distractor=True))
     rng.shuffle(fact_list)
     anchor = next(index for index, fact in enumerate(fact_list) if not fact.distractor)
-    return TaskSpec("niah_multikey", fact_list, facts.single_question(key), value, ordered=False, anchor=anchor)
+    return TaskSpec("niah_multikey", fact_list, facts.single_question(key), asked, ordered=False, anchor=anchor)
 
 
 def niah_multivalue(rng: random.Random, fits: AnswerFits) -> TaskSpec:

@@ -1,0 +1,124 @@
+"""The built-in model's training loop: attention supervision, a smoke run, resume and export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavefilter_cli.models import load_model
+from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
+from wavefilter_cli.training.supervision import NO_SOURCE, CopySources, SupervisedAttention, head_loss
+from wavefilter_cli.training.train import Stage, TrainConfig, export_model, supervised_attention, train
+
+HAYSTACK = Path(__file__).resolve().parents[2] / "shared" / "data" / "haystack"
+needs_haystack = pytest.mark.skipif(not HAYSTACK.is_dir(), reason="needs the haystack books")
+
+
+BUILTIN = Path(__file__).resolve().parents[1] / "wavefilter_cli" / "builtin_model"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(BUILTIN)
+
+
+def ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_copy_sources_follow_the_longest_left_context(tokenizer) -> None:
+    prompt = ids(tokenizer, "the gate code is red and the door code is blue. What is the door code?")
+    answer = ids(tokenizer, "The door code is blue")
+    sources = CopySources(tokenizer)(prompt, answer, skip=set())
+    # "blue" follows "door code is" once in the prompt: that occurrence is its source.
+    value = prompt.index(ids(tokenizer, " blue")[0])
+    assert sources[-1] == value
+    # " is" matches "door code is" (not "gate code is").
+    assert sources[-2] == value - 1
+    # The first answer token has no left context and occurs more than once (case-folded).
+    assert sources[0] == NO_SOURCE
+    # "door" after "The" matches "the door" twice; the later one (the question) wins.
+    assert sources[1] == len(prompt) - 3
+
+
+def test_copy_sources_skip_and_absent_tokens(tokenizer) -> None:
+    prompt = ids(tokenizer, "one house two garden three")
+    answer = ids(tokenizer, " garden letter")
+    eos = tokenizer.eos_token_id
+    sources = CopySources(tokenizer)(prompt, answer + [eos], skip={eos})
+    # " garden" occurs once, so it is its own source even without agreeing context.
+    assert sources[0] == 3
+    assert sources[1] == NO_SOURCE  # " letter" is not in the prompt
+    assert sources[-1] == NO_SOURCE  # skipped
+
+
+def test_head_loss_is_low_when_the_head_attends_to_the_target() -> None:
+    torch.manual_seed(0)
+    batch, heads, length, dim = 2, 2, 6, 8
+    k = torch.randn(batch, heads, length, dim)
+    rows = torch.tensor([[1, 4], [2, 5]])
+    targets = torch.tensor([[3, NO_SOURCE], [0, 1]])
+    q = torch.zeros(batch, heads, length, dim)
+    # Queries equal to 20 × their target key put almost all attention on it.
+    for b in range(batch):
+        for r in range(rows.shape[1]):
+            if targets[b, r] != NO_SOURCE:
+                q[b, 0, rows[b, r]] = 20 * k[b, 0, targets[b, r]]
+    aligned = head_loss(q, k, 0, 1, rows, targets)
+    random_q = head_loss(torch.randn_like(q), k, 0, 1, rows, targets)
+    assert aligned < 0.05 < random_q
+
+
+def test_supervised_attention_keeps_dense_outputs_and_adds_loss() -> None:
+    config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=64,
+                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
+    torch.manual_seed(0)
+    model = LLaDAModelLM(config)
+    x = torch.randint(2, 64, (2, 12))
+    region = torch.zeros(2, 12, dtype=torch.bool)
+    region[:, 8:] = True
+    train_config = TrainConfig(supervised_positions=5, stages=[Stage(8, 8, 1)], batch_tokens=16)
+    context = supervised_attention(train_config, region, torch.tensor([[2, 3, NO_SOURCE, 0]] * 2), torch.Generator())
+    assert isinstance(context, SupervisedAttention)
+    assert context.previous_index.shape == (2, 5) and int(context.previous_index.min()) >= 2
+    dense = model(x).logits
+    supervised = model(x, attention=context).logits
+    torch.testing.assert_close(supervised, dense)
+    loss = context.loss
+    assert loss.ndim == 0 and loss.item() > 0 and loss.requires_grad
+
+
+def test_supervision_off_returns_no_context() -> None:
+    config = TrainConfig(supervision_weight=0.0)
+    region = torch.ones(1, 4, dtype=torch.bool)
+    assert supervised_attention(config, region, torch.zeros(1, 4, dtype=torch.long), torch.Generator()) is None
+
+
+@needs_haystack
+def test_training_smoke_resume_and_export(tmp_path: Path) -> None:
+    tokenizer_dir = BUILTIN
+    config = TrainConfig(
+        batch_tokens=512, warmup_steps=2, eval_every=4, eval_samples=1, answer_length=32,
+        stages=[Stage(96, 128, 4)],
+    )
+    config.shape.d_model, config.shape.n_layers, config.shape.n_heads, config.shape.mlp_hidden_size = 32, 2, 4, 64
+    run = tmp_path / "run"
+    torch.set_num_threads(1)
+    train(run, tokenizer_dir, HAYSTACK, config, max_minutes=None)
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 4
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert any("eval" in record for record in log)
+    # Running again resumes at the saved step and has nothing left to do.
+    train(run, tokenizer_dir, HAYSTACK, config, max_minutes=None)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 4
+    out = tmp_path / "export"
+    export_model(run, tokenizer_dir, out)
+    model = load_model(str(out), device="cpu")
+    assert model.config.n_layers == 2
+    assert "lookup-only" in json.loads((out / "config.json").read_text())["wavefilter_capabilities"]
