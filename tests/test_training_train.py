@@ -31,7 +31,7 @@ def ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_copy_sources_follow_the_longest_left_context(tokenizer) -> None:
+def test_copy_sources_longest_context(tokenizer) -> None:
     prompt = ids(tokenizer, "the gate code is red and the door code is blue. What is the door code?")
     answer = ids(tokenizer, "The door code is blue")
     sources = CopySources(tokenizer)(prompt, answer, skip=set())
@@ -57,7 +57,7 @@ def test_copy_sources_skip_and_absent_tokens(tokenizer) -> None:
     assert sources[-1] == NO_SOURCE  # skipped
 
 
-def test_head_loss_is_low_when_the_head_attends_to_the_target() -> None:
+def test_head_loss_low_on_target() -> None:
     torch.manual_seed(0)
     batch, heads, length, dim = 2, 2, 6, 8
     k = torch.randn(batch, heads, length, dim)
@@ -74,7 +74,7 @@ def test_head_loss_is_low_when_the_head_attends_to_the_target() -> None:
     assert aligned < 0.05 < random_q
 
 
-def test_supervised_attention_keeps_dense_outputs_and_adds_loss() -> None:
+def test_supervised_attention_matches_dense() -> None:
     config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=64,
                          embedding_size=64, max_sequence_length=64, mask_token_id=1)
     torch.manual_seed(0)
@@ -85,12 +85,15 @@ def test_supervised_attention_keeps_dense_outputs_and_adds_loss() -> None:
     train_config = TrainConfig(supervised_positions=5, stages=[Stage(8, 8, 1)], batch_tokens=16)
     context = supervised_attention(train_config, region, torch.tensor([[2, 3, NO_SOURCE, 0]] * 2), torch.Generator())
     assert isinstance(context, SupervisedAttention)
-    assert context.previous_index.shape == (2, 5) and int(context.previous_index.min()) >= 2
+    assert context.previous_index.shape == (2, 5)
+    assert int(context.previous_index.min()) >= 2
     dense = model(x).logits
     supervised = model(x, attention=context).logits
     torch.testing.assert_close(supervised, dense)
     loss = context.loss
-    assert loss.ndim == 0 and loss.item() > 0 and loss.requires_grad
+    assert loss.ndim == 0
+    assert loss.item() > 0
+    assert loss.requires_grad
 
 
 def test_supervision_off_returns_no_context() -> None:

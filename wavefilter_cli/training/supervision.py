@@ -42,11 +42,11 @@ MAX_CONTEXT = 8
 class CopySources:
     """Finds, for each answer token, the prompt position it copies.
 
-    The source of answer token i is the prompt position holding the same
-    token whose left context agrees with the answer's left context for the
-    most tokens (compared case-folded, ignoring leading spaces, so "The PIN"
-    in an answer matches "the PIN" in the question); of equal matches, the
-    last. A token whose best match has no agreeing context has no source,
+    The source of answer token i is the prompt position with the same token
+    whose left context agrees with the answer's left context for the most
+    tokens. Tokens are compared case-folded and without leading spaces, so
+    "The PIN" in an answer matches "the PIN" in the question. Of equal
+    matches, the last one wins. A token whose best match has no agreeing context has no source,
     unless it occurs only once in the prompt.
     """
 
@@ -92,7 +92,7 @@ class SupervisedAttention:
     ``copy_index`` (B, K): the answer positions; ``copy_targets`` (B, K): the
     position each should attend to, or ``NO_SOURCE``. ``previous_index``
     (B, S): positions (all ≥ ``previous_heads``) whose previous-token
-    attention is scored. After the forward, ``loss`` holds the sum of the
+    attention is scored. After the forward, ``loss`` contains the sum of the
     mean cross-entropies, one per supervised head.
     """
 
