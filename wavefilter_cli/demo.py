@@ -9,6 +9,7 @@ inserted at fixed depths between paragraphs; the questions ask for them.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 FACT_TEMPLATES = (
@@ -27,6 +28,14 @@ class PlantedFact:
     question: str
     answer: str
     depth: float
+
+    def is_correct(self, reply: str) -> bool:
+        """Whether ``reply`` states this fact's value as a whole number and no other number.
+
+        The built-in model restates the fact ("The passcode for the north
+        gate is 4817."), so the reply is scored by the numbers it contains.
+        """
+        return re.findall(r"\d+", reply) == [self.answer]
 
 
 @dataclass(frozen=True)

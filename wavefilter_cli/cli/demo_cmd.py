@@ -73,7 +73,7 @@ def demo(
     from wavefilter_cli.prompt import PromptDocument, chat_messages, encode_prompt
 
     diagnostics: Diagnostics = ctx.obj["diagnostics"]
-    config, _ = config_from_context(ctx, {"model.name": model, "generate.max_tokens": 16, "generate.sampler": "threshold"})
+    config, _ = config_from_context(ctx, {"model.name": model, "generate.max_tokens": 24, "generate.sampler": "threshold"})
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     main_method = next((m for m in method_list if "+" in m), method_list[-1])
     gen_config = generation_config(config)
@@ -101,7 +101,7 @@ def demo(
         for method in method_list:
             started = time.perf_counter()
             finished = _answer(loaded, tokenizer, prompt_ids, method, gen_config, config, view)
-            results.append(MethodResult(method, finished.answer.strip(), finished.answer.strip() == fact.answer,
+            results.append(MethodResult(method, finished.answer.strip(), fact.is_correct(finished.answer),
                                         time.perf_counter() - started, finished.kv_bytes_peak / 2**20))
     lines = [f"{'method':<24} {'correct':<8} {'seconds':>8} {'K/V MB':>8}  answer"]
     for r in results:
