@@ -6,15 +6,18 @@ from dataclasses import fields
 from typing import Any
 
 from wavefilter_cli.cache.base import CachePolicy
+from wavefilter_cli.cache.dkv import DKVCache
+from wavefilter_cli.cache.dllm_cache import DLLMCache
 from wavefilter_cli.cache.dual import DualCache
 from wavefilter_cli.cache.elastic import ElasticCache
 from wavefilter_cli.cache.none import NoCache
 from wavefilter_cli.cache.prefix import PrefixCache
+from wavefilter_cli.cache.sparse_dllm import SparseDLLMCache
 from wavefilter_cli.filters.base import KeyFilter
 from wavefilter_cli.filters.registry import make_filter
 
 CACHE_POLICIES: dict[str, type[CachePolicy]] = {
-    cls.name: cls for cls in (NoCache, PrefixCache, DualCache, ElasticCache)
+    cls.name: cls for cls in (NoCache, PrefixCache, DualCache, ElasticCache, DLLMCache, SparseDLLMCache, DKVCache)
 }
 
 

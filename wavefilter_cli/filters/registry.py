@@ -12,13 +12,17 @@ from wavefilter_cli.filters.oracle import Oracle
 from wavefilter_cli.filters.quest import Quest
 from wavefilter_cli.filters.random_filter import RandomFilter
 from wavefilter_cli.filters.snapkv import SnapKV
+from wavefilter_cli.filters.sparse_dllm import SparseDLLMFilter
 from wavefilter_cli.filters.streaming import Streaming
 from wavefilter_cli.filters.wavefilter import WaveFilter, WaveFilterDenoise
 from wavefilter_cli.filters.wavefilter_paper import PaperWaveFilter
 
 FILTERS: dict[str, type[KeyFilter]] = {
     cls.name: cls
-    for cls in (KeepAll, Oracle, SnapKV, Quest, BlockMean, Streaming, RandomFilter, WaveFilter, WaveFilterDenoise, PaperWaveFilter)
+    for cls in (
+        KeepAll, Oracle, SnapKV, Quest, BlockMean, Streaming, RandomFilter, WaveFilter, WaveFilterDenoise,
+        PaperWaveFilter, SparseDLLMFilter,
+    )
 }
 
 
