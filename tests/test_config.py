@@ -464,9 +464,12 @@ def test_optional_wrong_type_mentions_none(layout: Layout) -> None:
 def test_every_key_readable_from_toml(layout: Layout) -> None:
     values = {
         "model.name": "my/model", "model.device": "cuda:1", "model.dtype": "bf16", "model.offline": True,
+        "model.ctx_tokens": 2048,
         "generate.max_tokens": 128, "generate.steps": 64, "generate.block_length": 16, "generate.sampler": "entropy",
         "generate.threshold": 0.5, "generate.factor": 1.5, "generate.temperature": 0.7, "generate.top_p": 0.95,
         "generate.top_k": 40, "generate.alg_temp": 0.1, "generate.seed": 7, "generate.system": 'Say "hi"\n',
+        "generate.chunk": False, "generate.strategy": "map-reduce", "generate.chunk_tokens": 1024,
+        "generate.chunk_overlap": 0, "generate.positions": "original",
         "cache.method": "dual", "cache.filter": "wavefilter", "cache.budget": 512, "cache.sink": 0, "cache.tail": 0,
         "cache.evict": False, "cache.wavelet": "db2", "cache.levels": 8, "cache.beam": 1,
         "ingest.max_file_mb": 0.5, "ingest.include": ["*.pdf", "*.md"], "ingest.exclude": ["draft*"],

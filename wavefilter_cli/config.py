@@ -48,6 +48,8 @@ Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 Sampler = Literal["low-confidence", "threshold", "factor", "maskgit_plus", "topk_margin", "entropy", "random"]
 ColorChoice = Literal["auto", "always", "never"]
 ProgressChoice = Literal["auto", "rich", "jsonl", "none"]
+Strategy = Literal["auto", "filter", "map-reduce"]
+PositionChoice = Literal["compact", "original"]
 
 CONFIG_ENV = "WAVEFILTER_CONFIG"
 PROJECT_FILE_NAME = "wavefilter.toml"
@@ -159,6 +161,7 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("model.device", "WAVEFILTER_DEVICE", "Device to run on: auto, cpu, cuda, cuda:N (GPU index N) or mps.", _device),
     KeyInfo("model.dtype", "WAVEFILTER_DTYPE", "Model weight dtype; auto leaves the choice to the model loader."),
     KeyInfo("model.offline", "WAVEFILTER_OFFLINE", "Load from local files only, without contacting the Hugging Face hub."),
+    KeyInfo("model.ctx_tokens", "WAVEFILTER_CTX_TOKENS", "Context window in tokens, prompt plus answer (≥ 1); none uses the window the model was trained on.", _optional(_int_at_least(1))),
     KeyInfo("generate.max_tokens", "WAVEFILTER_MAX_TOKENS", "Answer length in tokens (≥ 1).", _int_at_least(1)),
     KeyInfo("generate.steps", "WAVEFILTER_STEPS", "Denoising steps (≥ 1); none means one step per token.", _optional(_int_at_least(1))),
     KeyInfo("generate.block_length", "WAVEFILTER_BLOCK_LENGTH", "Tokens per semi-autoregressive block (≥ 1).", _int_at_least(1)),
@@ -171,6 +174,11 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.alg_temp", "WAVEFILTER_ALG_TEMP", "Temperature (≥ 0) of the unmasking order in Dream's samplers; none disables it.", _optional(_non_negative_number)),
     KeyInfo("generate.seed", "WAVEFILTER_SEED", "Random seed, from 0 to 2**64 - 1.", _seed),
     KeyInfo("generate.system", "WAVEFILTER_SYSTEM", "System prompt for chat models; none sends no system message."),
+    KeyInfo("generate.chunk", "WAVEFILTER_CHUNK", "Split inputs longer than the window into chunks; false stops with exit status 4 instead."),
+    KeyInfo("generate.strategy", "WAVEFILTER_STRATEGY", "How chunked inputs are answered: filter, map-reduce, or auto (filter for ask, map-reduce for summarize)."),
+    KeyInfo("generate.chunk_tokens", "WAVEFILTER_CHUNK_TOKENS", "Document tokens per chunk (≥ 16); none fills the window.", _optional(_int_at_least(16))),
+    KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
+    KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter strategy keeps: compact renumbers them, original keeps their place in the whole input."),
     KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method, such as none, prefix, dual or elastic.", _non_empty),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),
@@ -387,11 +395,12 @@ class ModelConfig(_Section):
     device: str = "auto"
     dtype: Dtype = "auto"
     offline: bool = False
+    ctx_tokens: Optional[int] = None
 
 
 @dataclass(frozen=True)
 class GenerateConfig(_Section):
-    """The ``[generate]`` section: diffusion decoding and sampling settings."""
+    """The ``[generate]`` section: diffusion decoding, sampling, and how inputs longer than the window are handled."""
 
     SECTION: ClassVar[str] = "generate"
 
@@ -407,6 +416,13 @@ class GenerateConfig(_Section):
     alg_temp: Optional[float] = None
     seed: int = 0
     system: Optional[str] = None
+    # Inputs longer than the window. Whether chunk_overlap is below the chunk
+    # size is checked once the window is known, because the default size depends on it.
+    chunk: bool = True
+    strategy: Strategy = "auto"
+    chunk_tokens: Optional[int] = None
+    chunk_overlap: int = 64
+    positions: PositionChoice = "compact"
 
 
 @dataclass(frozen=True)

@@ -156,11 +156,14 @@ def generate(
     config: GenerationConfig,
     policy: CachePolicy | None = None,
     sampler: Sampler | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Iterator[Event]:
     """Decode an answer to ``prompt_ids`` and yield events as it goes.
 
     One prompt (B = 1). The caller has checked that prompt plus answer fit
-    the model's window.
+    the model's window. ``positions`` gives the RoPE position of every
+    canvas slot (prompt, then ``config.answer_length`` answer slots); None
+    uses the slot index. Policies still address slots by canvas index.
     """
     started = time.perf_counter()
     device = next(model.parameters()).device
@@ -177,6 +180,11 @@ def generate(
     if shift and prompt_length < 1:
         raise ValueError("a model with a logit shift needs at least one prompt token")
     canvas = torch.cat([prompt, torch.full((1, config.answer_length), mask_id, device=device, dtype=torch.long)], dim=1)
+    position_table = None
+    if positions is not None:
+        position_table = torch.as_tensor(positions, dtype=torch.long, device=device)
+        if position_table.shape != (canvas.shape[1],):
+            raise ValueError(f"positions has {position_table.numel()} entries for a canvas of {canvas.shape[1]} slots: give one per slot")
     policy.begin(canvas, prompt_length)
     steps_per_block = config.steps_per_block()
     forward_passes = total_steps = 0
@@ -198,9 +206,13 @@ def generate(
                 assert feed.end >= end - shift, "policy fed too little of the block"
                 first_row = feed.gathered + start - shift - feed.start
                 rows = slice(first_row, first_row + end - start)
+                fed_positions = feed_positions(feed, 1, device)
+                if position_table is not None:
+                    # NOTE: no policy sets Feed.positions today; one that did would be mapped as canvas slots too.
+                    fed_positions = position_table[fed_positions]
                 logits = model(
                     feed_tokens(canvas, feed),
-                    position_ids=feed_positions(feed, 1, device),
+                    position_ids=fed_positions,
                     attention=feed.attention,
                     logits_index=rows,
                 ).logits

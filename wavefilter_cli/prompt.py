@@ -13,6 +13,8 @@ from typing import Sequence
 
 ASK_INSTRUCTION = "Answer the question using the documents below. Reply with the answer only."
 SUMMARIZE_INSTRUCTION = "Summarize the documents below. Keep names, numbers and conclusions."
+#: Text between the instruction, the document blocks and the question in the user turn.
+PART_SEPARATOR = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,12 @@ class PromptDocument:
 
 def document_block(doc: PromptDocument) -> str:
     """Render one document under its header line."""
-    return f"[Document: {doc.name}]\n{doc.text.strip()}"
+    return f"{document_header(doc.name)}{doc.text.strip()}"
+
+
+def document_header(name: str) -> str:
+    """Return the line that opens a document block, newline included."""
+    return f"[Document: {name}]\n"
 
 
 def user_message(documents: Sequence[PromptDocument], question: str | None, instruction: str) -> str:
@@ -34,7 +41,7 @@ def user_message(documents: Sequence[PromptDocument], question: str | None, inst
     parts.extend(document_block(doc) for doc in documents)
     if question:
         parts.append(f"Question: {question.strip()}")
-    return "\n\n".join(parts)
+    return PART_SEPARATOR.join(parts)
 
 
 def chat_messages(
@@ -65,3 +72,16 @@ def encode_prompt(tokenizer, messages: list[dict[str, str]]) -> list[int]:
         return list(ids)
     text = "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def render_prompt(tokenizer, messages: list[dict[str, str]]) -> str:
+    """Return the prompt text that ``encode_prompt`` tokenises, special tokens written out.
+
+    Tokenising it with ``add_special_tokens=False`` gives the ids of
+    ``encode_prompt``, because that is how ``apply_chat_template`` tokenises a
+    rendered chat (transformers 5.25, ``sanitize_control_tokens`` off).
+    ``return_offsets_mapping=True`` then maps every token to its characters.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"

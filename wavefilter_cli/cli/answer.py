@@ -1,30 +1,28 @@
 """The flow behind ``ask`` and ``summarize``: config, documents, model, prompt, generation, output.
 
-The answer streams to stdout one finished block at a time (a diffusion
-model settles a block's tokens in any order, so a block is the first unit
-that is final). Everything else goes to stderr.
+An input that fits the window is answered in one call. A longer one is
+chunked (``cli.long_inputs``) unless ``--no-chunk`` is given. The answer
+streams to stdout one finished block at a time (a diffusion model settles a
+block's tokens in any order, so a block is the first unit that is final).
+Everything else goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
+from wavefilter_cli.cli.answer_run import AnswerRun, Generated, OutputOptions, run_generation
 from wavefilter_cli.cli.inputs import read_documents
 from wavefilter_cli.cli.output import Diagnostics, write_result
 from wavefilter_cli.config import Config
 from wavefilter_cli.errors import LengthError, ModelError, UsageError
-from wavefilter_cli.prompt import ASK_INSTRUCTION, SUMMARIZE_INSTRUCTION, PromptDocument, chat_messages, encode_prompt
+from wavefilter_cli.prompt import PromptDocument, chat_messages, encode_prompt
 
-
-@dataclass
-class OutputOptions:
-    """How the answer is printed."""
-
-    stream: bool = True
-    as_json: bool = False
+__all__ = ["InputOptions", "OutputOptions", "build_policy", "generation_config", "load_for_run", "run_answer"]
 
 
 @dataclass
@@ -132,11 +130,13 @@ def run_answer(
 ) -> None:
     """Read the documents, generate the answer and print it."""
     from wavefilter_cli.cli.live import LiveView, resolve_progress
+    from wavefilter_cli.cli.long_inputs import check_chunk_options
 
     if question is None:
         check_can_summarize(config)
     ingest = config.ingest
     policy = build_policy(config)  # built first, so a bad --cache, --filter or option fails before any slow work
+    check_chunk_options(config)
     view = LiveView(resolve_progress(config.output.progress, diagnostics.console), diagnostics.console)
     with view:
         view.set_stage("reading")
@@ -147,81 +147,113 @@ def run_answer(
         gen_config = generation_config(config)
         view.set_stage("loading model")
         model, tokenizer = load_for_run(config, diagnostics)
-        finished = _generate(config, model, tokenizer, policy, documents, question, gen_config, view, output)
+        run = AnswerRun(config, model, tokenizer, documents, question, gen_config, view, output, diagnostics)
+        result = answer_documents(run, policy)
+    finished = result.generated.finished
     if diagnostics.verbosity >= 0 and view.mode != "none":
-        diagnostics.notice(view.summary_line(finished.seconds, finished.tokens_out, finished.forward_passes))
+        diagnostics.notice(view.summary_line(run.costs.seconds, finished.tokens_out, run.costs.forward_passes))
+    if output.cite:
+        write_citations(result)
     if output.as_json:
-        placement = model.placement
-        record = {
-            "answer": finished.answer,
-            "model": config.model.name,
-            "device": str(placement.device),
-            "dtype": str(placement.dtype).removeprefix("torch."),
-            "tokens_in": finished.tokens_in,
-            "tokens_out": finished.tokens_out,
-            "steps": finished.steps,
-            "forward_passes": finished.forward_passes,
-            "seconds": round(finished.seconds, 3),
-            "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in documents],
-            "cache": config.cache.method,
-            "filter": config.cache.filter,
-            "budget": config.cache.budget if config.cache.filter not in (None, "none") else None,
-            "kept_tokens": finished.kept_tokens,
-            "context_tokens": finished.context_tokens,
-            "kv_bytes_peak": finished.kv_bytes_peak,
-        }
-        write_result(json.dumps(record) + "\n")
+        write_result(json.dumps(answer_record(run, result)) + "\n")
 
 
-def _generate(config: Config, model, tokenizer, policy, documents, question, gen_config, view, output: OutputOptions):
-    """Build the prompt, check its length, generate, and stream the answer to stdout; return the Finished event."""
-    import torch
+@dataclass
+class AnswerResult:
+    """The final model call of a run, its citations, and how the input was chunked (None when it fit)."""
 
-    from wavefilter_cli.cli.live import host_kv_bytes
-    from wavefilter_cli.generation import BlockDone, Finished, StepDone, decode_answer, generate, stop_token_ids
+    generated: Generated
+    citations: list
+    chunking: Optional[dict] = None
+    citation_note: Optional[str] = None
 
-    summarize = question is None
-    view.set_stage("tokenising")
-    prompt_docs = [PromptDocument(doc.source, doc.text) for doc in documents]
-    instruction = SUMMARIZE_INSTRUCTION if summarize else ASK_INSTRUCTION
-    prompt_ids = encode_prompt(tokenizer, chat_messages(prompt_docs, question, instruction, config.generate.system))
-    window = model.config.context_window
-    total = len(prompt_ids) + gen_config.answer_length
-    if total > window:
-        raise LengthError(
-            f"the prompt is {len(prompt_ids)} tokens and the answer needs {gen_config.answer_length}, "
-            f"{total} in all, over the model's {window}-token window; shorten the input or lower --max-tokens"
+
+def answer_documents(run: AnswerRun, policy) -> AnswerResult:
+    """Answer from the whole input when it fits the window, else chunk it (or stop with exit 4 under --no-chunk)."""
+    from wavefilter_cli.cli.long_inputs import answer_in_chunks
+    from wavefilter_cli.longcontext.prompts import SourceText, encode_mapped, plain_prompt
+
+    trained = run.model.config.context_window
+    if run.window > trained:
+        run.diagnostics.warn(
+            f"--ctx-tokens {run.window} is above the {trained} tokens of prompt plus answer that model "
+            f"{run.config.model.name} is meant for; answers may degrade past it"
         )
-    torch.manual_seed(config.generate.seed)
-    stop_ids = stop_token_ids(model, tokenizer)
-    tokens: list[int] = []
-    emitted = ""
-    finished: Finished | None = None
-    view.update(stage="prefill", blocks=gen_config.num_blocks, context_tokens=len(prompt_ids),
-                host_kv_bytes=host_kv_bytes(model, total))
-    for event in generate(model, tokenizer, prompt_ids, gen_config, policy):
-        if isinstance(event, StepDone):
-            stats = policy.stats
-            view.update(stage="generating", block=event.block + 1, step=event.step + 1, kept_tokens=stats.kept_tokens,
-                        context_tokens=stats.context_tokens, kv_bytes=stats.kv_bytes,
-                        kept_per_layer=list(stats.kept_per_layer))
-        elif isinstance(event, BlockDone):
-            view.update(tokens_out=view.state.tokens_out + len(event.tokens))
-            tokens.extend(event.tokens)
-            if output.stream and not output.as_json:
-                text = decode_answer(tokenizer, tokens, stop_ids)
-                # Decode the whole answer so far: a multi-byte character can straddle two blocks.
-                if text.startswith(emitted) and len(text) > len(emitted):
-                    write_result(text[len(emitted):])
-                    emitted = text
-        elif isinstance(event, Finished):
-            finished = event
-    assert finished is not None
-    if output.as_json:
-        return finished
-    if not output.stream:
-        write_result(finished.answer)
-    elif finished.answer != emitted and finished.answer.startswith(emitted):
-        write_result(finished.answer[len(emitted):])
-    write_result("\n")
-    return finished
+    run.view.set_stage("tokenising")
+    sources = [SourceText(index, doc.source, doc.text) for index, doc in enumerate(run.documents)]
+    mapping_error = None
+    try:
+        prompt = encode_mapped(run.tokenizer, sources, run.question, run.instruction, run.config.generate.system)
+    except ModelError as exc:
+        # Without an offset mapping the whole-input path still works, only without citations.
+        mapping_error = exc
+        messages = chat_messages([PromptDocument(d.source, d.text) for d in run.documents], run.question, run.instruction,
+                                 run.config.generate.system)
+        prompt = plain_prompt(encode_prompt(run.tokenizer, messages))
+    answer_length = run.gen_config.answer_length
+    total = len(prompt) + answer_length
+    if total <= run.window:
+        generated = run_generation(run, policy, prompt.ids)
+        citations = cite(run, prompt, generated) if run.output.wants_citations and mapping_error is None else []
+        note = None if mapping_error is None else str(mapping_error)
+        return AnswerResult(generated, citations, citation_note=note)
+    if not run.config.generate.chunk:
+        raise LengthError(
+            f"the prompt is {len(prompt)} tokens and the answer needs {answer_length}, {total} in all, "
+            f"over {run.window_phrase()}; shorten the input, lower --max-tokens, or drop --no-chunk to split it into chunks"
+        )
+    if mapping_error is not None:
+        raise mapping_error
+    return answer_in_chunks(run, policy, total)
+
+
+def cite(run: AnswerRun, prompt, generated: Generated, positions=None) -> list:
+    """Compute the citations of the answer in ``generated`` over ``prompt`` with one extra dense forward."""
+    from wavefilter_cli.longcontext.citations import answer_attention, citation_spans
+
+    if not generated.answer_tokens:
+        return []
+    run.view.set_stage("citing")
+    attention = answer_attention(run.model, list(prompt.ids) + generated.answer_tokens, len(prompt), positions)
+    return citation_spans(prompt, attention, run.documents)
+
+
+def answer_record(run: AnswerRun, result: AnswerResult) -> dict:
+    """Build the JSON object that ``--json`` prints."""
+    config, finished = run.config, result.generated.finished
+    placement = run.model.placement
+    return {
+        "answer": finished.answer,
+        "model": config.model.name,
+        "device": str(placement.device),
+        "dtype": str(placement.dtype).removeprefix("torch."),
+        "tokens_in": finished.tokens_in,
+        "tokens_out": finished.tokens_out,
+        "steps": run.costs.steps,
+        "forward_passes": run.costs.forward_passes,
+        "seconds": round(run.costs.seconds, 3),
+        "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in run.documents],
+        "cache": config.cache.method,
+        "filter": config.cache.filter,
+        "budget": config.cache.budget if config.cache.filter not in (None, "none") else None,
+        "kept_tokens": finished.kept_tokens,
+        "context_tokens": finished.context_tokens,
+        "kv_bytes_peak": finished.kv_bytes_peak,
+        "chunking": result.chunking,
+        "citations": [citation.record() for citation in result.citations],
+    }
+
+
+def write_citations(result: AnswerResult) -> None:
+    """Print the citations on stderr, one per line, after the answer (``--cite``; shown even with --quiet)."""
+    if not result.citations:
+        reason = result.citation_note or "the answer is empty or attended to no document text"
+        sys.stderr.write(f"citations: none ({reason})\n")
+        return
+    lines = ["citations:"]
+    for number, citation in enumerate(result.citations, start=1):
+        where = citation.file if citation.page is None else f"{citation.file} page {citation.page}"
+        text = " ".join(citation.text.split())
+        lines.append(f"  [{number}] {where}, characters {citation.start}-{citation.end}: {json.dumps(text, ensure_ascii=False)}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()

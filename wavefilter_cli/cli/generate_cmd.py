@@ -19,6 +19,11 @@ Examples:
   wavefilter ask --context docs/ --cache prefix --filter wavefilter --budget 0.1 "Who signed the lease?"
   cat notes.md | wavefilter ask --context - "When is the review?"
   wavefilter ask --context report.pdf --json "What was the Q3 budget?"
+  wavefilter ask --context book.pdf --cite --ctx-tokens 4096 "Who wrote the letter?"
+
+An input longer than the window is split into chunks, and the tokens the
+key-token filter ranks highest across all chunks are kept (--strategy
+filter); --no-chunk stops with exit status 4 instead.
 
 The answer streams to stdout block by block; progress and notices go to
 stderr. Exit status: 0 success, 2 usage, 3 input, 4 too long or budget,
@@ -33,7 +38,9 @@ Examples:
   wavefilter summarize report.pdf --model ~/models/LLaDA-8B-Instruct
   wavefilter summarize notes/ --include '*.md' -m GSAI-ML/LLaDA-8B-Instruct --offline
 
-The built-in model answers look-ups only, so summaries need --model.
+An input longer than the window is split into chunks: each chunk is
+summarised, then the summaries (--strategy map-reduce). The built-in model
+answers look-ups only, so summaries need --model.
 """
 
 
@@ -45,7 +52,9 @@ def _overrides(**flags) -> dict[str, object]:
         "sampler": "generate.sampler", "threshold": "generate.threshold", "temperature": "generate.temperature",
         "seed": "generate.seed", "system": "generate.system", "cache": "cache.method", "filter": "cache.filter",
         "budget": "cache.budget", "sink": "cache.sink", "tail": "cache.tail", "evict": "cache.evict",
-        "progress": "output.progress",
+        "progress": "output.progress", "ctx_tokens": "model.ctx_tokens", "chunk": "generate.chunk",
+        "strategy": "generate.strategy", "chunk_tokens": "generate.chunk_tokens", "chunk_overlap": "generate.chunk_overlap",
+        "positions": "generate.positions",
     }
     return {mapping[name]: value for name, value in flags.items() if value is not None}
 
@@ -68,7 +77,7 @@ def _parse_budget(value: Optional[str]) -> Optional[float]:
     raise LengthError(f"--budget {value} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16")
 
 
-def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_env, as_json, no_stream, **flags) -> None:
+def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_env, as_json, no_stream, cite, **flags) -> None:
     flags["budget"] = _parse_budget(flags.get("budget"))
     config, _ = config_from_context(ctx, _overrides(**flags))
     run_answer(
@@ -77,7 +86,7 @@ def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_en
         ctx.obj.get("verbosity", 0),
         InputOptions(inputs, pages, password_env),
         question,
-        OutputOptions(stream=not no_stream, as_json=as_json),
+        OutputOptions(stream=not no_stream, as_json=as_json, cite=cite),
     )
 
 
@@ -107,13 +116,21 @@ def ask(
     pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
     progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer and its costs."),
+    ctx_tokens: Optional[int] = typer.Option(None, "--ctx-tokens", metavar="N", help="Window in tokens, prompt plus answer (default: the model's trained window). [env WAVEFILTER_CTX_TOKENS]"),
+    chunk: Optional[bool] = typer.Option(None, "--chunk/--no-chunk", help="Split inputs longer than the window into chunks, or stop with exit status 4. [env WAVEFILTER_CHUNK]", show_default=False),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: filter (keep the tokens the filter ranks highest; default for ask) or map-reduce. [env WAVEFILTER_STRATEGY]"),
+    chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
+    chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
+    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter: compact or original. [env WAVEFILTER_POSITIONS]"),
+    cite: bool = typer.Option(False, "--cite", help="Print the source spans the answer attended to most on stderr."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
 ) -> None:
-    _run(ctx, question, context, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
-         dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
+    _run(ctx, question, context, pages, password_env, as_json, no_stream, cite, model=model, offline=offline,
+         device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
-         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress)
+         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
+         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
 
 
 @app.command("summarize", help=SUMMARIZE_HELP)
@@ -141,10 +158,18 @@ def summarize(
     pages: Optional[str] = typer.Option(None, "--pages", metavar="SPEC", help="PDF pages to read, such as 3-10,15."),
     password_env: Optional[str] = typer.Option(None, "--password-env", metavar="VAR", help="Environment variable holding the PDF password."),
     progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary and its costs."),
+    ctx_tokens: Optional[int] = typer.Option(None, "--ctx-tokens", metavar="N", help="Window in tokens, prompt plus summary (default: the model's trained window). [env WAVEFILTER_CTX_TOKENS]"),
+    chunk: Optional[bool] = typer.Option(None, "--chunk/--no-chunk", help="Split inputs longer than the window into chunks, or stop with exit status 4. [env WAVEFILTER_CHUNK]", show_default=False),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: map-reduce (summarise each chunk, then the summaries; default for summarize) or filter. [env WAVEFILTER_STRATEGY]"),
+    chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
+    chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
+    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter: compact or original. [env WAVEFILTER_POSITIONS]"),
+    cite: bool = typer.Option(False, "--cite", help="Print the source spans the summary attended to most on stderr."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
 ) -> None:
-    _run(ctx, None, inputs, pages, password_env, as_json, no_stream, model=model, offline=offline, device=device,
+    _run(ctx, None, inputs, pages, password_env, as_json, no_stream, cite, model=model, offline=offline, device=device,
          dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
-         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress)
+         budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
+         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)

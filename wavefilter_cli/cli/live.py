@@ -1,8 +1,8 @@
 """The live cache-sparsity view on stderr, and its JSON-lines twin for scripts.
 
-``rich`` draws a Rich Live panel (only on a terminal): stage, block and
-step, context tokens kept out of the total overall and per layer, K/V
-megabytes held next to what the host cache alone would hold, tokens/s and
+``rich`` draws a Rich Live panel (only on a terminal): stage, chunk (for
+inputs longer than the window), block and step, context tokens kept out
+of the total overall and per layer, K/V megabytes held next to what the host cache alone would hold, tokens/s and
 elapsed time. ``jsonl`` writes the same numbers as one JSON object per
 line. ``none`` shows nothing. Updates only copy numbers the loop already
 has; the panel redraws on Rich's own timer, four times a second.
@@ -49,6 +49,8 @@ class LiveState:
     """The numbers the view shows."""
 
     stage: str = "starting"
+    chunk: int = 0
+    chunks: int = 0
     block: int = 0
     blocks: int = 0
     step: int = 0
@@ -66,7 +68,8 @@ class LiveState:
 
     def as_record(self) -> dict:
         return {
-            "stage": self.stage, "block": self.block, "blocks": self.blocks, "step": self.step,
+            "stage": self.stage, "chunk": self.chunk, "chunks": self.chunks,
+            "block": self.block, "blocks": self.blocks, "step": self.step,
             "tokens_out": self.tokens_out, "context_tokens": self.context_tokens, "kept_tokens": self.kept_tokens,
             "kept_per_layer": self.kept_per_layer, "kv_bytes": self.kv_bytes, "host_kv_bytes": self.host_kv_bytes,
             "elapsed_seconds": round(self.elapsed, 3),
@@ -117,9 +120,10 @@ class LiveView:
         s = self.state
         rate = s.tokens_out / s.elapsed if s.elapsed > 0 else 0.0
         kept_share = s.kept_tokens / s.context_tokens if s.context_tokens else 1.0
+        chunk = f"  chunk {s.chunk}/{s.chunks}" if s.chunks else ""
         head = Text.assemble(
             (f"{s.stage}", "bold"),
-            f"  block {s.block}/{s.blocks}  step {s.step}  {s.tokens_out} tokens  {rate:.1f} tok/s  {s.elapsed:.1f} s",
+            f"{chunk}  block {s.block}/{s.blocks}  step {s.step}  {s.tokens_out} tokens  {rate:.1f} tok/s  {s.elapsed:.1f} s",
         )
         summary = Text(
             f"context kept {s.kept_tokens}/{s.context_tokens} ({kept_share:.0%})   "
