@@ -12,7 +12,7 @@ import functools
 
 import pytest
 import torch
-from tiny_models import StubTokenizer
+from tiny_models import StubTokenizer, forward_logits
 
 from wavefilter_cli.cache import build_cache, make_cache_policy
 from wavefilter_cli.cache.base import feed_positions, feed_tokens
@@ -100,20 +100,6 @@ def host_run(family: str, method: str, options: tuple = ()):
 def start_canvas(answer: int = 24) -> torch.Tensor:
     prompt = torch.tensor([prompt_ids()])
     return torch.cat([prompt, torch.full((1, answer), MASK_ID)], dim=1)
-
-
-def forward_logits(model, policy, canvas, block_start, block_end, step):
-    """Logit rows of the block for one planned forward, as the generation loop computes them."""
-    lead = model.logit_shift
-    feed = policy.feed(canvas, block_start, block_end, step, lead)
-    first = feed.gathered + block_start - lead - feed.start
-    with torch.inference_mode():
-        logits = model(
-            feed_tokens(canvas, feed), position_ids=feed_positions(feed, canvas.shape[0], canvas.device),
-            attention=feed.attention, logits_index=slice(first, first + block_end - block_start),
-        ).logits
-    policy.end_step()
-    return logits
 
 
 # Exactness invariants.

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 import torch
-from tiny_models import StubTokenizer
+from tiny_models import StubTokenizer, forward_logits
 
 from wavefilter_cli.cache import CACHE_POLICIES, build_cache, make_cache_policy
 from wavefilter_cli.cache.base import feed_positions, feed_tokens
@@ -78,20 +78,6 @@ def test_keep_all_equals_host(model, method, evict):
     assert tokens == reference
     assert kept_finished.kv_bytes_peak == finished.kv_bytes_peak
     assert policy.stats.kept_tokens == PROMPT_LENGTH
-
-
-def forward_logits(model, policy, canvas, block_start, block_end, step):
-    """Logit rows of the block for one planned forward, as the generation loop computes them."""
-    lead = model.logit_shift
-    feed = policy.feed(canvas, block_start, block_end, step, lead)
-    first = feed.gathered + block_start - lead - feed.start
-    with torch.inference_mode():
-        logits = model(
-            feed_tokens(canvas, feed), position_ids=feed_positions(feed, canvas.shape[0], canvas.device),
-            attention=feed.attention, logits_index=slice(first, first + block_end - block_start),
-        ).logits
-    policy.end_step()
-    return logits
 
 
 def start_canvas(answer: int = 24) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from synthetic_books import write_books
 
+from wavefilter_cli.cache.base import feed_positions, feed_tokens
 from wavefilter_cli.models.dream import DreamConfig, DreamModel
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 from wavefilter_cli.training.tokenizer import train_tokenizer
@@ -73,3 +74,17 @@ def save_tiny_dream(folder: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
 def _copy_tokenizer(tokenizer_dir: Path, folder: Path) -> None:
     for item in tokenizer_dir.iterdir():
         shutil.copy2(item, folder / item.name)
+
+
+def forward_logits(model, policy, canvas, block_start, block_end, step):
+    """Logit rows of the block for one planned forward, as the generation loop computes them."""
+    lead = model.logit_shift
+    feed = policy.feed(canvas, block_start, block_end, step, lead)
+    first = feed.gathered + block_start - lead - feed.start
+    with torch.inference_mode():
+        logits = model(
+            feed_tokens(canvas, feed), position_ids=feed_positions(feed, canvas.shape[0], canvas.device),
+            attention=feed.attention, logits_index=slice(first, first + block_end - block_start),
+        ).logits
+    policy.end_step()
+    return logits
