@@ -179,7 +179,7 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.chunk_tokens", "WAVEFILTER_CHUNK_TOKENS", "Document tokens per chunk (≥ 16); none fills the window.", _optional(_int_at_least(16))),
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
     KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter strategy keeps: compact renumbers them, original keeps their place in the whole input."),
-    KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method, such as none, prefix, dual or elastic.", _non_empty),
+    KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv.", _non_empty),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),
     KeyInfo("cache.sink", "WAVEFILTER_SINK", "Leading tokens always kept (≥ 0).", _int_at_least(0)),

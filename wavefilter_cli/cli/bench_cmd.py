@@ -29,7 +29,7 @@ Examples:
   wavefilter bench --suite longbench --data ~/longbench --tasks hotpotqa,trec -m ~/models/LLaDA-8B-Instruct
   wavefilter bench --gen-length 256 --no-early-stop --json -o results.csv
 
-A method is HOST[+FILTER]: a cache policy (none, prefix, dual, elastic)
+A method is HOST[+FILTER]: a cache policy (none, prefix, dual, elastic, dllm-cache, sparse-dllm, dkv)
 with an optional key-token filter. Every method runs on the same samples,
 interleaved sample by sample. The results table goes to stderr, and --json
 prints one JSON document on stdout. See docs/evaluation.md.

@@ -107,7 +107,7 @@ def ask(
     temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. [env WAVEFILTER_TEMPERATURE]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [env WAVEFILTER_SEED]"),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
-    cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy: none, prefix, dual or elastic. [env WAVEFILTER_CACHE]"),
+    cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv. [env WAVEFILTER_CACHE]"),
     filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter of the cache, or 'none'. [env WAVEFILTER_FILTER]"),
     budget: Optional[str] = typer.Option(None, "--budget", help="Context kept by the filter: a ratio in (0, 1] or a token count ≥ 16. [env WAVEFILTER_BUDGET]"),
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),

@@ -88,10 +88,10 @@ class TrainConfig:
     )
     stages: list[Stage] = field(
         default_factory=lambda: [
-            Stage(96, 192, 1500),
-            Stage(192, 768, 1200),
-            Stage(512, 2048, 1000),
-            Stage(1024, 4096, 600),
+            Stage(96, 192, 1200),
+            Stage(192, 768, 1000),
+            Stage(512, 2048, 700),
+            Stage(1024, 4096, 400),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
@@ -102,7 +102,7 @@ class TrainConfig:
     # taught to attend from answer tokens to the prompt tokens they copy, and
     # the positions per row whose previous-token attention is scored.
     supervision_weight: float = 0.1
-    previous_heads: int = 2
+    previous_heads: int = 4
     copy_layer: int = 1
     copy_heads: int = 1
     supervised_positions: int = 256
