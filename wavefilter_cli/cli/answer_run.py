@@ -89,10 +89,11 @@ class AnswerRun:
 
 @dataclass
 class Generated:
-    """One finished model call: its Finished event and the answer's token ids up to the stop token."""
+    """One finished model call: its Finished event, the answer's token ids up to the stop token, and the prompt's ids."""
 
     finished: object
     answer_tokens: list[int]
+    prompt_ids: list[int] = field(default_factory=list)
 
 
 def run_generation(
@@ -146,4 +147,4 @@ def run_generation(
         elif finished.answer != emitted and finished.answer.startswith(emitted):
             write_result(finished.answer[len(emitted):])
         write_result("\n")
-    return Generated(finished, tokens[: finished.tokens_out])
+    return Generated(finished, tokens[: finished.tokens_out], list(prompt_ids))

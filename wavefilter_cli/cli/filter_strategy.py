@@ -10,14 +10,12 @@ the configured host cache and filter answer over them.
 
 from __future__ import annotations
 
-import numpy as np
-
 from wavefilter_cli.cli.answer import FILTER_OPTIONS, cite
 from wavefilter_cli.cli.answer_run import AnswerRun, run_generation
 from wavefilter_cli.cli.long_inputs import ChunkPlan, chunking_record, encode_chunk, header_costs, notice_line
 from wavefilter_cli.errors import UsageError
 from wavefilter_cli.longcontext.scoring import score_document_tokens
-from wavefilter_cli.longcontext.selection import ScoredTokens, merge_context, select_tokens
+from wavefilter_cli.longcontext.selection import ScoredTokens, merge_within_window, select_tokens
 
 
 #: Key-token filter that scores chunks when ``cache.filter`` is none.
@@ -71,13 +69,7 @@ def answer_filtered(run: AnswerRun, policy, plan: ChunkPlan, prompt_tokens: int)
     costs = header_costs(frame)
     mode = run.config.generate.positions
     chosen = select_tokens(scored, costs, room)
-    merged = merge_context(frame, scored, chosen, plan.tokenized, answer, mode)
-    # Headers tokenised alone can differ by a token from the estimate; drop the least important tokens until it fits.
-    while len(merged.prompt) + answer > run.window and len(chosen):
-        excess = len(merged.prompt) + answer - run.window
-        weakest = np.argsort(scored.importance[chosen], kind="stable")[:excess]
-        chosen = np.delete(chosen, weakest)
-        merged = merge_context(frame, scored, chosen, plan.tokenized, answer, mode)
+    merged = merge_within_window(frame, scored, chosen, plan.tokenized, answer, run.window, mode)
 
     detail = f" by {key_filter.name} scores ({mode} positions)"
     run.diagnostics.notice(notice_line(run, plan, "filter", prompt_tokens, merged.kept, detail))

@@ -1,12 +1,13 @@
-"""Inputs longer than the window: chunking, then the ``filter`` or ``map-reduce`` strategy.
+"""Inputs longer than the window: chunking, then the ``filter``, ``retrieve`` or ``map-reduce`` strategy.
 
 ``filter`` (the default for ``ask``) scores every chunk's document tokens
 with the key-token filter in one dense forward per chunk, keeps the most
 important tokens of all chunks that fit the window, and answers once over
-them. ``map-reduce`` (the default for ``summarize``) answers or summarises
-every chunk, then combines the outputs until one call remains. One stderr
-line names the strategy, the chunks and the document tokens kept; see
-docs/long-inputs.md.
+them. ``retrieve`` ranks whole chunks by BM25 against the question and
+answers once over the best that fit. ``map-reduce`` (the default for
+``summarize``) answers or summarises every chunk, then combines the outputs
+until one call remains. One stderr line names the strategy, the chunks and
+the document tokens kept; see docs/long-inputs.md.
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ def answer_in_chunks(run: AnswerRun, policy, prompt_tokens: int):
         from wavefilter_cli.cli.filter_strategy import answer_filtered
 
         generated, citations, record = answer_filtered(run, policy, plan, prompt_tokens)
+    elif strategy == "retrieve":
+        from wavefilter_cli.cli.retrieve_strategy import answer_retrieved
+
+        generated, citations, record = answer_retrieved(run, policy, plan, prompt_tokens)
     else:
         from wavefilter_cli.cli.mapreduce_strategy import answer_map_reduced
 

@@ -5,7 +5,8 @@ their importance. ``select_tokens`` keeps the most important ones that fit
 the room left in the window, charging each document's header line once,
 and returns them in document order. ``merge_context`` assembles the prompt
 over the kept tokens and, for ``original`` positions, the RoPE position of
-every canvas slot.
+every canvas slot. ``merge_within_window`` also trims the least important
+tokens when the assembled prompt overshoots the window.
 
 Positions. ``compact`` numbers the merged prompt 0, 1, 2, … as if the kept
 tokens were the whole input. ``original`` gives each kept token the
@@ -153,6 +154,31 @@ def merge_context(
     if mode == "original":
         positions = _original_positions(frame, kept_tokens, documents, groups, tokenized, len(ids), answer_length)
     return MergedContext(prompt, positions, len(kept_tokens))
+
+
+def merge_within_window(
+    frame: PromptFrame,
+    scored: ScoredTokens,
+    chosen: np.ndarray,
+    tokenized: Sequence[TokenizedDocument],
+    answer_length: int,
+    window: int,
+    mode: PositionMode = "compact",
+) -> MergedContext:
+    """Merge ``scored[chosen]`` like ``merge_context``, dropping the least important tokens until it fits ``window``.
+
+    The room estimate counts each header as tokenised alone, which can
+    differ by a token from the header inside the prompt, so the merged
+    prompt plus ``answer_length`` may exceed ``window`` by a few tokens.
+    Ties in importance drop the earliest kept token first.
+    """
+    merged = merge_context(frame, scored, chosen, tokenized, answer_length, mode)
+    while len(merged.prompt) + answer_length > window and len(chosen):
+        excess = len(merged.prompt) + answer_length - window
+        weakest = np.argsort(scored.importance[chosen], kind="stable")[:excess]
+        chosen = np.delete(chosen, weakest)
+        merged = merge_context(frame, scored, chosen, tokenized, answer_length, mode)
+    return merged
 
 
 def _kept_rows(frame: PromptFrame, documents: list[int], groups: list[np.ndarray]) -> np.ndarray:
