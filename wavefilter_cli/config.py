@@ -48,7 +48,7 @@ Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 Sampler = Literal["low-confidence", "threshold", "factor", "maskgit_plus", "topk_margin", "entropy", "random"]
 ColorChoice = Literal["auto", "always", "never"]
 ProgressChoice = Literal["auto", "rich", "jsonl", "none"]
-Strategy = Literal["auto", "filter", "map-reduce"]
+Strategy = Literal["auto", "filter", "retrieve", "map-reduce"]
 PositionChoice = Literal["compact", "original"]
 
 CONFIG_ENV = "WAVEFILTER_CONFIG"
@@ -175,10 +175,10 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.seed", "WAVEFILTER_SEED", "Random seed, from 0 to 2**64 - 1.", _seed),
     KeyInfo("generate.system", "WAVEFILTER_SYSTEM", "System prompt for chat models; none sends no system message."),
     KeyInfo("generate.chunk", "WAVEFILTER_CHUNK", "Split inputs longer than the window into chunks; false stops with exit status 4 instead."),
-    KeyInfo("generate.strategy", "WAVEFILTER_STRATEGY", "How chunked inputs are answered: filter, map-reduce, or auto (filter for ask, map-reduce for summarize)."),
+    KeyInfo("generate.strategy", "WAVEFILTER_STRATEGY", "How chunked inputs are answered: filter, retrieve (BM25 chunk ranking), map-reduce, or auto (filter for ask, map-reduce for summarize)."),
     KeyInfo("generate.chunk_tokens", "WAVEFILTER_CHUNK_TOKENS", "Document tokens per chunk (≥ 16); none fills the window.", _optional(_int_at_least(16))),
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
-    KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter strategy keeps: compact renumbers them, original keeps their place in the whole input."),
+    KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter and retrieve strategies keep: compact renumbers them, original keeps their place in the whole input."),
     KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv.", _non_empty),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),

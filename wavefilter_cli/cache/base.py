@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from wavefilter_cli.cache.contexts import RefreshAttention, RefreshPlan
-from wavefilter_cli.cache.kv_store import KVState
+from wavefilter_cli.cache.kv_store import KVState, left_padding
 from wavefilter_cli.filters.base import KeyFilter
 from wavefilter_cli.models.attention import AttentionContext
 
@@ -132,10 +132,18 @@ class CachePolicy(ABC):
         return self.state.prompt_length
 
     def begin(self, canvas: Tensor, prompt_length: int, key_mask: Tensor | None = None) -> None:
-        """Start a generation over ``canvas`` (B, N) whose first ``prompt_length`` tokens are the prompt."""
+        """Start a generation over ``canvas`` (B, N) whose first ``prompt_length`` tokens are the prompt.
+
+        ``key_mask`` (B, N) marks real tokens; padding must be on the left
+        (see ``kv_store.left_padding``, which reads it back once).
+        """
         step_filter = self.key_filter if self.key_filter is not None and self.key_filter.per_step else None
         self.state = KVState(
-            prompt_length=prompt_length, canvas_length=canvas.shape[1], key_mask=key_mask, step_filter=step_filter
+            prompt_length=prompt_length,
+            canvas_length=canvas.shape[1],
+            key_mask=key_mask,
+            pads=left_padding(key_mask, prompt_length),
+            step_filter=step_filter,
         )
         self.stats = CacheStats(context_tokens=prompt_length, kept_tokens=prompt_length)
 

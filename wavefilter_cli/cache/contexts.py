@@ -19,7 +19,15 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from wavefilter_cli.cache.kv_store import KVState, LayerKV, Selection, additive, gather_slots, with_answer_slots
+from wavefilter_cli.cache.kv_store import (
+    KVState,
+    LayerKV,
+    Selection,
+    additive,
+    gather_slots,
+    observation_pads,
+    with_answer_slots,
+)
 from wavefilter_cli.filters.base import FilterInput, KeyFilter, grouped_queries
 from wavefilter_cli.models.attention import sdpa
 
@@ -71,12 +79,18 @@ class RefreshAttention:
         self.state = state
         self.plan = plan
 
+    def window_rows(self, k: Tensor) -> tuple[int, int]:
+        """Fed rows [start, end) of the plan's window, given the fed keys k (B, H_kv, T, D)."""
+        fed_context = k.shape[2] - self.state.answer_length
+        prompt = self.state.prompt_length
+        return self.plan.window[0] - prompt + fed_context, self.plan.window[1] - prompt + fed_context
+
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         state, plan = self.state, self.plan
         prompt, canvas = state.prompt_length, state.canvas_length
         answer = canvas - prompt
         fed_context = k.shape[2] - answer
-        window_rows = (plan.window[0] - prompt + fed_context, plan.window[1] - prompt + fed_context)
+        window_rows = self.window_rows(k)
         if layer <= plan.keep_through and layer in state.layers:
             return self._attend_stored(layer, q, k, v, window_rows)
 
@@ -91,7 +105,8 @@ class RefreshAttention:
             keys, values, offset = k, v, 0
             bias = with_answer_slots(state.context_bias(layer, heads, dtype, evicted=False), answer)
         if state.step_filter is not None and plan.key_filter is None:
-            attend_bias = step_selection_bias(state, layer, q.index_select(2, self._observed_rows(q.device)), k, bias)
+            observed = q.index_select(2, self._observed_rows(q.device))
+            attend_bias = step_selection_bias(state, layer, observed, k, bias, self._query_pads())
         else:
             attend_bias = bias
         out = sdpa(q, keys, values, attend_bias)
@@ -152,10 +167,18 @@ class RefreshAttention:
             probs=probs,
             key_mask=context_mask,
             min_tail=plan.lead,
+            pads=state.pads,
+            query_pads=self._query_pads(),
         )
         kept = key_filter.select(inputs)
         state.selection.add(layer, kept, context_mask)
         return kept
+
+    def _query_pads(self) -> tuple[int, ...] | None:
+        """Padded rows at the front of each row's observation queries (see ``_observed_rows``)."""
+        prompt = self.state.prompt_length
+        key_filter = self.plan.key_filter or self.state.step_filter
+        return observation_pads(self.state.pads, prompt, min(key_filter.window, prompt))
 
     def _observed_rows(self, device: torch.device) -> Tensor:
         """Fed rows of the observation queries: the last ``window`` prompt tokens, then the block.
@@ -229,19 +252,31 @@ def dense_probs(queries: Tensor, keys: Tensor, bias: Tensor | None) -> Tensor:
     return logits.softmax(dim=-1)
 
 
-def step_selection_bias(state: KVState, layer: int, queries: Tensor, keys: Tensor, bias: Tensor | None) -> Tensor | None:
+def step_selection_bias(
+    state: KVState,
+    layer: int,
+    queries: Tensor,
+    keys: Tensor,
+    bias: Tensor | None,
+    query_pads: tuple[int, ...] | None = None,
+) -> Tensor | None:
     """Select context slots for this forward only (a filter with ``per_step``) and mask the others.
 
     queries: (B, H, W, D) observation queries of this forward. keys: (B,
     H_kv, S, D) the keys it attends to, whose first P slots are the context
     in canvas order (masking stores every slot). bias: (B, H or 1, 1, S) or
-    None. Returns the bias with the unkept context slots masked as well.
+    None. ``query_pads``: padded query rows at the front of each row, when
+    the queries include prompt rows. Returns the bias with the unkept
+    context slots masked as well.
     """
     key_filter = state.step_filter
     prompt = state.prompt_length
     context_mask = None if state.key_mask is None else state.key_mask[:, :prompt]
     probs = dense_probs(queries, keys, bias)[..., :prompt] if key_filter.needs_probs else None
-    inputs = FilterInput(layer=layer, queries=queries, keys=keys[:, :, :prompt], probs=probs, key_mask=context_mask)
+    inputs = FilterInput(
+        layer=layer, queries=queries, keys=keys[:, :, :prompt], probs=probs, key_mask=context_mask,
+        pads=state.pads, query_pads=query_pads,
+    )
     kept = key_filter.select(inputs)  # (B, H_kv, K)
     if kept.shape[-1] == prompt:
         return bias

@@ -116,6 +116,8 @@ class DLLMCache(CachePolicy):
         return self.state.selection is None if self.evict else True
 
     def feed(self, canvas: Tensor, block_start: int, block_end: int, step: int, lead: int) -> Feed:
+        # NOTE: in a batch this counts the batch's forwards. Under threshold or factor sampling, a row
+        # whose block fills early sits through extra forwards, so its schedule differs from a run alone.
         self.forwards += 1
         options = self.options
         prompt_due, response_due = dllm_cache_refresh(

@@ -116,6 +116,9 @@ class KVState:
 
     ``layers``: layer index to its ``LayerKV`` (empty for policies that store
     nothing). ``key_mask``: (B, N) bool, True for real canvas tokens.
+    ``pads``: the left-padding slots of each row, read from ``key_mask``
+    once at ``begin`` so that filters can select per row without a host
+    sync; None without a key mask.
     ``step_filter``: a filter with ``per_step`` set, which every forward that
     does not select for the store calls again (masking only).
     """
@@ -123,6 +126,7 @@ class KVState:
     prompt_length: int = 0
     canvas_length: int = 0
     key_mask: Tensor | None = None
+    pads: tuple[int, ...] | None = None
     layers: dict[int, LayerKV] = field(default_factory=dict)
     selection: Selection | None = None
     step_filter: KeyFilter | None = None
@@ -166,6 +170,35 @@ class KVState:
             keep = selection.context_keep[layer]
         groups = heads // keep.shape[1]
         return additive(keep.repeat_interleave(groups, dim=1)[:, :, None, :], dtype)
+
+
+def left_padding(key_mask: Tensor | None, prompt_length: int) -> tuple[int, ...] | None:
+    """Count the pad slots at the front of each row of ``key_mask`` (B, N), in one host read.
+
+    Returns None for no key mask. Raises ValueError unless the mask is left
+    padding: a run of False at the start of the context and True everywhere else.
+    """
+    if key_mask is None:
+        return None
+    context = key_mask[:, :prompt_length]
+    pads = (~context).sum(dim=1)
+    expected = torch.arange(prompt_length, device=key_mask.device)[None, :] >= pads[:, None]
+    is_left_padding = (context == expected).all() & key_mask[:, prompt_length:].all()
+    values = torch.cat([pads, is_left_padding.view(1).long()]).tolist()
+    if not values[-1]:
+        raise ValueError(
+            "key_mask is not left padding: mark each row's pad slots as one run of False at the start of the "
+            "prompt and every other slot True"
+        )
+    return tuple(values[:-1])
+
+
+def observation_pads(pads: tuple[int, ...] | None, prompt_length: int, prompt_rows: int) -> tuple[int, ...] | None:
+    """Padded rows at the front of each row's observation queries, whose first ``prompt_rows`` are the prompt's last."""
+    if pads is None:
+        return None
+    first = prompt_length - prompt_rows
+    return tuple(max(0, pad - first) for pad in pads)
 
 
 def additive(keep: Tensor, dtype: torch.dtype) -> Tensor:

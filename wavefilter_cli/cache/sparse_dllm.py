@@ -312,7 +312,8 @@ def retained_step_bias(
         probs.scatter_(3, slots[:, 0][:, None, None, :].expand_as(attended), attended)
         probs = probs[..., :prompt]
     inputs = FilterInput(
-        layer=layer, queries=queries, keys=context_keys[:, :, :prompt], probs=probs, key_mask=context_mask
+        layer=layer, queries=queries, keys=context_keys[:, :, :prompt], probs=probs, key_mask=context_mask,
+        pads=state.pads,
     )
     kept = key_filter.select(inputs)  # (B, H_kv, K)
     if kept.shape[-1] == prompt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import typer
 from wavefilter_cli.cli.answer import build_policy, generation_config, load_for_run
 from wavefilter_cli.cli.app import app
 from wavefilter_cli.cli.config_cmd import config_from_context
+from wavefilter_cli.cli.distributed import ProcessGroup, Ranks, interleave, ranks_from_environment, worker_device
 from wavefilter_cli.cli.generate_cmd import _parse_budget
 from wavefilter_cli.cli.output import Diagnostics, write_result
 from wavefilter_cli.config import Config
@@ -33,6 +35,9 @@ A method is HOST[+FILTER]: a cache policy (none, prefix, dual, elastic, dllm-cac
 with an optional key-token filter. Every method runs on the same samples,
 interleaved sample by sample. The results table goes to stderr, and --json
 prints one JSON document on stdout. See docs/evaluation.md.
+
+Under torchrun (torchrun --nproc-per-node 4 -m wavefilter_cli bench ...)
+the samples are split over the ranks and rank 0 reports them all.
 """
 
 SUITES = ("ruler", "longbench")
@@ -511,11 +516,21 @@ def bench(
     )
     budget_list = parse_budgets(budget, budgets, config)
     generation = dataclasses.replace(generation_config(config), stop_early=not no_early_stop)
+    ranks = ranks_from_environment()
+    device = worker_device(config.model.device, ranks)
+    if device != config.model.device:
+        config = config.replace({"model.device": device})
+    if not ranks.is_main:
+        diagnostics = Diagnostics(verbosity=-1, color=diagnostics.color)
 
-    loaded_model, tokenizer = load_for_run(config, diagnostics)
-    build_source = ruler_source if suite == "ruler" else longbench_source
-    source = build_source(tokenizer, loaded_model, config, diagnostics, options)
-    rows = execute(loaded_model, tokenizer, source, method_list, budget_list, generation, config, diagnostics, gen_length)
+    with ProcessGroup(ranks, device) as group:
+        loaded_model, tokenizer = load_for_run(config, diagnostics)
+        build_source = ruler_source if suite == "ruler" else longbench_source
+        source = build_source(tokenizer, loaded_model, config, diagnostics, options)
+        rows = execute(loaded_model, tokenizer, source, method_list, budget_list, generation, config, diagnostics,
+                       gen_length, group)
+    if not ranks.is_main:
+        return
 
     from wavefilter_cli.eval.runner import results_document, write_results
 
@@ -544,10 +559,19 @@ def bench(
 
 def execute(
     model, tokenizer, source: Source, methods, budgets, generation, config: Config, diagnostics: Diagnostics,
-    gen_length: int | None,
+    gen_length: int | None, group: ProcessGroup | None = None,
 ):
-    """Run every method on the source's samples with a progress display and return the result rows."""
+    """Run every method on the source's samples with a progress display and return the result rows.
+
+    Under torchrun (``group`` started) each rank runs every WORLD_SIZE-th
+    sample. Rank 0 gathers the records in sample order and returns the rows,
+    and the other ranks return None.
+    """
     from wavefilter_cli.eval.runner import planned_runs, run_benchmark, summarize
+
+    ranks = group.ranks if group is not None else Ranks()
+    runs_per_item = len(planned_runs(methods, budgets))
+    items = itertools.islice(source.items(), ranks.rank, None, ranks.world_size)
 
     def make_policy(method, budget):
         values = {"cache.method": method.host, "cache.filter": method.filter}
@@ -555,12 +579,21 @@ def execute(
             values["cache.budget"] = budget
         return build_policy(config.replace(values))
 
-    total = source.total_items * len(planned_runs(methods, budgets))
+    total = len(range(ranks.rank, source.total_items, ranks.world_size)) * runs_per_item
     with RunProgress(diagnostics, config.output.progress, total) as progress:
         records = list(
             run_benchmark(
-                model, tokenizer, source.items(), methods, budgets, generation, make_policy, gen_length,
-                progress.advance,
+                model, tokenizer, items, methods, budgets, generation, make_policy, gen_length, progress.advance,
             )
         )
+    if ranks.distributed:
+        gathered = group.gather(records)
+        if not ranks.is_main:
+            return None
+        # Each rank's records come in groups of one sample's runs; put the samples back in order.
+        per_sample = [
+            [rank_records[i : i + runs_per_item] for i in range(0, len(rank_records), runs_per_item)]
+            for rank_records in gathered
+        ]
+        records = [record for sample in interleave(per_sample) for record in sample]
     return summarize(records, [method.name for method in methods])

@@ -6,3 +6,4 @@ from wavefilter_cli.cli import generate_cmd  # noqa: F401
 from wavefilter_cli.cli import bench_cmd  # noqa: F401
 from wavefilter_cli.cli import demo_cmd  # noqa: F401
 from wavefilter_cli.cli import inspect_cmd  # noqa: F401
+from wavefilter_cli.cli import batch_cmd  # noqa: F401

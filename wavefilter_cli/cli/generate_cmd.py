@@ -10,7 +10,7 @@ from wavefilter_cli.cli.answer import InputOptions, OutputOptions, run_answer
 from wavefilter_cli.cli.app import app
 from wavefilter_cli.cli.config_cmd import config_from_context
 
-ASK_HELP = """Answer QUESTION from the documents given with --context.
+ASK_HELP = """Answer QUESTION, or every question in --questions FILE, from the documents given with --context.
 
 Examples:
 
@@ -20,6 +20,7 @@ Examples:
   cat notes.md | wavefilter ask --context - "When is the review?"
   wavefilter ask --context report.pdf --json "What was the Q3 budget?"
   wavefilter ask --context book.pdf --cite --ctx-tokens 4096 "Who wrote the letter?"
+  wavefilter ask --context report.pdf --questions questions.txt --batch-size 8 --json
 
 An input longer than the window is split into chunks, and the tokens the
 key-token filter ranks highest across all chunks are kept (--strategy
@@ -90,10 +91,25 @@ def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_en
     )
 
 
+def _run_questions(ctx: typer.Context, question: Optional[str], questions: str, batch_size: int, inputs, pages,
+                   password_env, as_json: bool, cite: bool, **flags) -> None:
+    from wavefilter_cli.cli.questions import run_questions
+    from wavefilter_cli.errors import UsageError
+
+    if question is not None:
+        raise UsageError(f"QUESTION {question!r} and --questions both give questions; pass one of them")
+    if cite:
+        raise UsageError("--cite works with one QUESTION; drop --cite or ask without --questions")
+    flags["budget"] = _parse_budget(flags.get("budget"))
+    config, _ = config_from_context(ctx, _overrides(**flags))
+    run_questions(config, ctx.obj["diagnostics"], ctx.obj.get("verbosity", 0), InputOptions(inputs, pages, password_env),
+                  questions, batch_size, as_json)
+
+
 @app.command("ask", help=ASK_HELP)
 def ask(
     ctx: typer.Context,
-    question: str = typer.Argument(..., help="The question to answer."),
+    question: Optional[str] = typer.Argument(None, help="The question to answer (omit it with --questions)."),
     context: Optional[List[str]] = typer.Option(None, "--context", metavar="PATH", help="Document, directory or - for stdin (repeatable)."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Checkpoint folder, cached hub id, or 'builtin'. [env WAVEFILTER_MODEL]"),
     offline: Optional[bool] = typer.Option(None, "--offline", help="Never contact the Hugging Face hub. [env WAVEFILTER_OFFLINE]", show_default=False),
@@ -118,14 +134,28 @@ def ask(
     progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
     ctx_tokens: Optional[int] = typer.Option(None, "--ctx-tokens", metavar="N", help="Window in tokens, prompt plus answer (default: the model's trained window). [env WAVEFILTER_CTX_TOKENS]"),
     chunk: Optional[bool] = typer.Option(None, "--chunk/--no-chunk", help="Split inputs longer than the window into chunks, or stop with exit status 4. [env WAVEFILTER_CHUNK]", show_default=False),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: filter (keep the tokens the filter ranks highest; default for ask) or map-reduce. [env WAVEFILTER_STRATEGY]"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: filter (keep the tokens the filter ranks highest; default for ask), retrieve (keep the chunks BM25 ranks highest against the question) or map-reduce. [env WAVEFILTER_STRATEGY]"),
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
-    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter: compact or original. [env WAVEFILTER_POSITIONS]"),
+    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the answer attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
+    questions: Optional[str] = typer.Option(None, "--questions", metavar="FILE", help="Answer every question in FILE (one per line, or JSON Lines with a \"question\" field; - for stdin), in batches."),
+    batch_size: int = typer.Option(4, "--batch-size", metavar="N", help="Questions decoded together with --questions."),
 ) -> None:
+    if questions is not None:
+        _run_questions(ctx, question, questions, batch_size, context, pages, password_env, as_json, cite,
+                       model=model, offline=offline, device=device, dtype=dtype, max_tokens=max_tokens, steps=steps,
+                       block_length=block_length, sampler=sampler, threshold=threshold, temperature=temperature,
+                       seed=seed, system=system, cache=cache, filter=filter, budget=budget, sink=sink, tail=tail,
+                       evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
+                       chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
+        return
+    if question is None:
+        from wavefilter_cli.errors import UsageError
+
+        raise UsageError("no question given; pass QUESTION, or --questions FILE with one question per line")
     _run(ctx, question, context, pages, password_env, as_json, no_stream, cite, model=model, offline=offline,
          device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
@@ -160,10 +190,10 @@ def summarize(
     progress: Optional[str] = typer.Option(None, "--progress", help="Live view on stderr: auto, rich, jsonl or none. [env WAVEFILTER_PROGRESS]"),
     ctx_tokens: Optional[int] = typer.Option(None, "--ctx-tokens", metavar="N", help="Window in tokens, prompt plus summary (default: the model's trained window). [env WAVEFILTER_CTX_TOKENS]"),
     chunk: Optional[bool] = typer.Option(None, "--chunk/--no-chunk", help="Split inputs longer than the window into chunks, or stop with exit status 4. [env WAVEFILTER_CHUNK]", show_default=False),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: map-reduce (summarise each chunk, then the summaries; default for summarize) or filter. [env WAVEFILTER_STRATEGY]"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Long inputs: map-reduce (summarise each chunk, then the summaries; default for summarize), filter or retrieve. [env WAVEFILTER_STRATEGY]"),
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
-    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter: compact or original. [env WAVEFILTER_POSITIONS]"),
+    positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the summary attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),

@@ -43,6 +43,11 @@ class FilterInput:
             padding), or None when nothing is padded.
         min_tail: prompt-end positions the host needs kept whatever ``tail``
             says (Dream's last prompt token predicts the first answer token).
+        pads: left-padding slots at the front of each row's keys, as host
+            ints, or None. With any pad, ``select`` runs each row on its own
+            real tokens, so a padded row selects what it selects alone.
+        query_pads: padded rows at the front of each row's observation
+            queries (prompt-tail rows that fall in the padding), or None for none.
     """
 
     layer: int
@@ -51,6 +56,22 @@ class FilterInput:
     probs: Tensor | None = None
     key_mask: Tensor | None = None
     min_tail: int = 0
+    pads: tuple[int, ...] | None = None
+    query_pads: tuple[int, ...] | None = None
+
+    def row(self, index: int) -> "FilterInput":
+        """Row ``index`` cut to its real keys and observation queries, as a single-row input."""
+        pad = self.pads[index] if self.pads is not None else 0
+        query_pad = self.query_pads[index] if self.query_pads is not None else 0
+        rows = slice(index, index + 1)
+        return FilterInput(
+            layer=self.layer,
+            queries=self.queries[rows, :, query_pad:],
+            keys=self.keys[rows, :, pad:],
+            probs=None if self.probs is None else self.probs[rows, :, query_pad:, pad:],
+            key_mask=None if self.key_mask is None else self.key_mask[rows, pad:],
+            min_tail=self.min_tail,
+        )
 
 
 def check_budget(budget: float | int) -> None:
@@ -157,7 +178,10 @@ class KeyFilter(ABC):
         K is the same for every row and head of the layer. Sinks (the first
         ``sink`` real tokens) and the last ``max(tail, min_tail)`` positions
         are always in it; padding is picked only when K exceeds the real tokens.
+        With ``inputs.pads``, each row keeps the count its own length gives.
         """
+        if inputs.pads is not None and any(inputs.pads):
+            return self._select_rows(inputs)
         batch, kv_heads, length, _ = inputs.keys.shape
         count = self.kept_count(length, inputs.layer, inputs.min_tail)
         if count >= length:
@@ -174,6 +198,26 @@ class KeyFilter(ABC):
         scores = scores.masked_fill(forced[:, None, :], float("inf"))
         kept = scores.topk(count, dim=-1, sorted=False).indices
         return kept.sort(dim=-1).values.expand(batch, kv_heads, count)
+
+    def _select_rows(self, inputs: FilterInput) -> Tensor:
+        """Select for each left-padded row on its own real tokens, then fill every row up to the largest K.
+
+        A row that keeps fewer than K positions is filled with its first pad
+        slots, which attention masks. Its own count never falls more than
+        its padding short of the largest, because ``kept_count`` grows by at
+        most one per context token.
+        """
+        # NOTE: this makes one filter call per row in each selecting layer, because length-dependent
+        # filters (pyramids, pages, ratio budgets) must see each row's own context.
+        kept_rows = [self.select(inputs.row(index)) + pad for index, pad in enumerate(inputs.pads)]
+        count = max(kept.shape[-1] for kept in kept_rows)
+        filled = []
+        for kept, pad in zip(kept_rows, inputs.pads):
+            missing = count - kept.shape[-1]
+            assert missing <= pad, "a row's kept count fell short of the largest by more than its padding"
+            filler = torch.arange(missing, device=kept.device).expand(1, kept.shape[1], missing)
+            filled.append(torch.cat([filler, kept], dim=-1))
+        return torch.cat(filled, dim=0)
 
     def forced_positions(self, inputs: FilterInput) -> Tensor:
         """(B, P) bool: the first ``sink`` real tokens and the last ``max(tail, min_tail)`` positions."""

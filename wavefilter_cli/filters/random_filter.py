@@ -25,5 +25,6 @@ class RandomFilter(KeyFilter):
     def score(self, inputs: FilterInput) -> Tensor:
         batch, kv_heads, length, _ = inputs.keys.shape
         generator = torch.Generator().manual_seed(self.seed * 100_003 + inputs.layer)
-        scores = torch.rand(batch, kv_heads, length, generator=generator)
-        return scores.to(inputs.keys.device)
+        # One draw serves every row, so a row scores the same alone and in a batch.
+        scores = torch.rand(1, kv_heads, length, generator=generator)
+        return scores.to(inputs.keys.device).expand(batch, kv_heads, length)
