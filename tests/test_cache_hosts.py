@@ -12,7 +12,7 @@ import functools
 
 import pytest
 import torch
-from tiny_models import StubTokenizer, forward_logits
+from tiny_models import StubTokenizer, forward_logits, random_tiny_model
 
 from wavefilter_cli.cache import build_cache, make_cache_policy
 from wavefilter_cli.cache.base import feed_positions, feed_tokens
@@ -31,8 +31,6 @@ from wavefilter_cli.filters.registry import FILTERS
 from wavefilter_cli.filters.sparse_dllm import SparseDLLMFilter, block_saliency
 from wavefilter_cli.filters.streaming import Streaming
 from wavefilter_cli.generation import BlockDone, GenerationConfig, generate
-from wavefilter_cli.models.dream import DreamConfig, DreamModel
-from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 
 PROMPT_LENGTH = 64
 BLOCK = 8
@@ -59,20 +57,7 @@ EVERY_STEP = {
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(family: str):
-    torch.manual_seed(5)
-    if family == "llada":
-        config = LLaDAConfig(
-            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
-            embedding_size=320, max_sequence_length=256, mask_token_id=MASK_ID, eos_token_id=301,
-            pad_token_id=301, init_std=0.2,
-        )
-        return LLaDAModelLM(config).float().eval()
-    config = DreamConfig(
-        vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, mask_token_id=MASK_ID, pad_token_id=301,
-        bos_token_id=302, eos_token_id=301,
-    )
-    return DreamModel(config).float().eval()
+    return random_tiny_model(family, seed=5, init_std=0.2)
 
 
 @pytest.fixture(params=["llada", "dream"])

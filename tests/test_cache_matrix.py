@@ -10,13 +10,11 @@ import functools
 
 import pytest
 import torch
-from tiny_models import StubTokenizer
+from tiny_models import StubTokenizer, random_tiny_model
 
 from wavefilter_cli.cache import CACHE_POLICIES, build_cache
 from wavefilter_cli.filters.registry import FILTERS
 from wavefilter_cli.generation import BlockDone, GenerationConfig, generate
-from wavefilter_cli.models.dream import DreamConfig, DreamModel
-from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 
 PROMPT_LENGTH = 64
 BUDGET = 24
@@ -27,19 +25,7 @@ CONFIG = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=Fal
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(family: str):
-    torch.manual_seed(3)
-    if family == "llada":
-        config = LLaDAConfig(
-            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
-            embedding_size=320, max_sequence_length=256, mask_token_id=300, eos_token_id=301, pad_token_id=301,
-        )
-        return LLaDAModelLM(config).float().eval()
-    config = DreamConfig(
-        vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, mask_token_id=300, pad_token_id=301,
-        bos_token_id=302, eos_token_id=301,
-    )
-    return DreamModel(config).float().eval()
+    return random_tiny_model(family, seed=3)
 
 
 def run(family: str, policy):

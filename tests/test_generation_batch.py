@@ -14,7 +14,7 @@ import functools
 
 import pytest
 import torch
-from tiny_models import StubTokenizer
+from tiny_models import StubTokenizer, random_tiny_model
 
 from wavefilter_cli.batching import left_pad
 from wavefilter_cli.cache import CACHE_POLICIES, build_cache
@@ -28,8 +28,6 @@ from wavefilter_cli.generation import (
     generate,
     generate_batch,
 )
-from wavefilter_cli.models.dream import DreamConfig, DreamModel
-from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 
 LENGTHS = (64, 41, 52)
 CONFIG = GenerationConfig(max_tokens=16, block_length=8, steps=4, stop_early=False)
@@ -40,25 +38,7 @@ PAD_ID = 301
 @functools.lru_cache(maxsize=None)
 def tiny_model(family: str):
     """A tiny random model whose weight matrices have std 0.4, so its answers vary and its logits are peaked."""
-    torch.manual_seed(3)
-    if family == "llada":
-        config = LLaDAConfig(
-            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
-            embedding_size=320, max_sequence_length=256, mask_token_id=300, eos_token_id=301, pad_token_id=PAD_ID,
-        )
-        model = LLaDAModelLM(config)
-    else:
-        config = DreamConfig(
-            vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=256, mask_token_id=300, pad_token_id=PAD_ID,
-            bos_token_id=302, eos_token_id=301,
-        )
-        model = DreamModel(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() > 1:
-                parameter.mul_(0.4 / parameter.std())
-    return model.float().eval()
+    return random_tiny_model(family, seed=3, weight_std=0.4)
 
 
 def prompts(lengths=LENGTHS, seed: int = 11) -> list[list[int]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from pdf_writer import build_pdf
-from tiny_models import StubTokenizer
+from tiny_models import StubTokenizer, random_tiny_model
 
 from wavefilter_cli.chunking import chunk_document, tokenize_document
 from wavefilter_cli.filters.registry import FILTERS, make_filter
@@ -20,8 +20,6 @@ from wavefilter_cli.longcontext.mapreduce import CallOutput, Part, map_reduce, p
 from wavefilter_cli.longcontext.prompts import MappedPrompt, SourceText, build_frame, encode_mapped
 from wavefilter_cli.longcontext.scoring import pooled, relative_importance, score_document_tokens
 from wavefilter_cli.longcontext.selection import ScoredTokens, merge_context, select_tokens
-from wavefilter_cli.models.dream import DreamConfig, DreamModel
-from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 from wavefilter_cli.prompt import ASK_INSTRUCTION
 
 BUILTIN = Path(__file__).resolve().parent.parent / "wavefilter_cli" / "builtin_model"
@@ -30,19 +28,7 @@ QUESTION = "What is the passcode for the north gate?"
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(family: str):
-    torch.manual_seed(5)
-    if family == "llada":
-        config = LLaDAConfig(
-            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
-            embedding_size=320, max_sequence_length=512, mask_token_id=300, eos_token_id=301, pad_token_id=301,
-        )
-        return LLaDAModelLM(config).float().eval()
-    config = DreamConfig(
-        vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, mask_token_id=300, pad_token_id=301,
-        bos_token_id=302, eos_token_id=301,
-    )
-    return DreamModel(config).float().eval()
+    return random_tiny_model(family, seed=5, window=512)
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,32 @@ def forward_logits(model, policy, canvas, block_start, block_end, step):
         ).logits
     policy.end_step()
     return logits
+
+
+def random_tiny_model(family: str, seed: int, window: int = 256, weight_std: float | None = None, **llada_extra):
+    """A tiny random LLaDA or Dream model in eval mode: vocabulary 320, mask 300, EOS and pad 301.
+
+    ``weight_std`` rescales every weight matrix to that standard deviation
+    (peaked logits); ``llada_extra`` goes to the LLaDA config only.
+    """
+    torch.manual_seed(seed)
+    if family == "llada":
+        config = LLaDAConfig(
+            d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, mlp_hidden_size=48, vocab_size=320,
+            embedding_size=320, max_sequence_length=window, mask_token_id=300, eos_token_id=301, pad_token_id=301,
+            **llada_extra,
+        )
+        model = LLaDAModelLM(config)
+    else:
+        config = DreamConfig(
+            vocab_size=320, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=window, mask_token_id=300, pad_token_id=301,
+            bos_token_id=302, eos_token_id=301,
+        )
+        model = DreamModel(config)
+    if weight_std is not None:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() > 1:
+                    parameter.mul_(weight_std / parameter.std())
+    return model.float().eval()
