@@ -88,10 +88,10 @@ class TrainConfig:
     )
     stages: list[Stage] = field(
         default_factory=lambda: [
-            Stage(96, 192, 1200),
-            Stage(192, 768, 1000),
-            Stage(512, 2048, 700),
-            Stage(1024, 4096, 400),
+            Stage(96, 192, 2000),
+            Stage(192, 768, 900),
+            Stage(512, 2048, 400),
+            Stage(1024, 4096, 150),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
