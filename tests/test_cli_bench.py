@@ -174,3 +174,26 @@ def test_plots_written(capsys, books: Path, model_dir: Path, tmp_path: Path) -> 
     assert code == 0, err
     names = sorted(path.name for path in (tmp_path / "plots").iterdir())
     assert names == ["accuracy_vs_budget.png", "kv_bytes_vs_length.png", "time_vs_length.png"]
+
+
+def test_lookup_suite_scores_exact_match(capsys, books: Path, model_dir: Path) -> None:
+    code, out, err = run_cli(
+        capsys, "bench", "--suite", "lookup", "--lengths", "300", "--samples", "2", "--tasks", "niah_single",
+        "--methods", "prefix,prefix+wavefilter", "--haystack", str(books), "-m", str(model_dir), "--json",
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["suite"] == "lookup"
+    rows = document["results"]
+    assert [row["method"] for row in rows] == ["prefix", "prefix+wavefilter"]
+    for row in rows:
+        assert row["task"] == "niah_single"
+        assert row["samples"] == 2
+        # A random model does not restate the fact, so exact match scores it 0.
+        assert row["accuracy"] == 0.0
+
+
+def test_lookup_unknown_task_exit_2(capsys, books: Path) -> None:
+    code, _, err = run_cli(capsys, "bench", "--suite", "lookup", "--tasks", "niah_single_1", "--haystack", str(books))
+    assert code == 2
+    assert "lookup task 'niah_single_1' is unknown" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +41,14 @@ Under torchrun (torchrun --nproc-per-node 4 -m wavefilter_cli bench ...)
 the samples are split over the ranks and rank 0 reports them all.
 """
 
-SUITES = ("ruler", "longbench")
+SUITES = ("ruler", "lookup", "longbench")
 DEFAULT_RULER_LENGTH = 4096
 #: Base seed of the RULER sample generator (RULER's default), kept apart from the generation seed.
 RULER_DATA_SEED = 42
+#: Tasks of the ``lookup`` suite: the built-in model's training tasks, on held-out text.
+LOOKUP_TASKS = ("niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery", "vartrack", "quote")
+#: Answer slots of a look-up: a restated fact takes up to about 20 tokens.
+LOOKUP_ANSWER_TOKENS = 24
 PLOT_HINT = "pip install 'wavefilter[plot]'"
 
 
@@ -228,6 +233,56 @@ def ruler_source(tokenizer, model, config: Config, diagnostics: Diagnostics, opt
         samples_per_task={task: options.samples for task in tasks},
         items=items,
         details={"haystack": str(haystack_dir), "data_seed": RULER_DATA_SEED},
+    )
+
+
+def lookup_source(tokenizer, model, config: Config, diagnostics: Diagnostics, options: "BenchOptions") -> Source:
+    """The built-in model's own look-up tasks on held-out text, scored by exact match of the answer.
+
+    Samples come from the evaluation split of the haystack books (the last
+    10 % of each), with the prompt layout the CLI uses and depths spread
+    evenly; the answer restates the fact for single and multi-key look-ups.
+    """
+    from wavefilter_cli.eval.runner import BenchItem
+    from wavefilter_cli.training.data import SampleGenerator
+    from wavefilter_cli.training.haystack import Haystack
+
+    tasks = options.tasks or list(LOOKUP_TASKS)
+    lengths = options.lengths or [DEFAULT_RULER_LENGTH]
+    check_window = window_warner(model, diagnostics)
+    block = generation_config(config).block_length
+    try:
+        # The target ids are not used here, so a generous answer length only keeps small vocabularies from failing.
+        generator = SampleGenerator(tokenizer, Haystack(options.haystack), answer_length=64, split="eval")
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(str(error)) from None
+
+    def build(task: str, length: int, index: int):
+        rng = random.Random(f"{RULER_DATA_SEED}-{task}-{length}-{index}")
+        try:
+            return generator.make(task, length, rng, depth=(index + 0.5) / options.samples)
+        except ValueError as error:
+            raise LengthError(str(error)) from None
+
+    def items() -> Iterator[BenchItem]:
+        for length in lengths:
+            for task in tasks:
+                for index in range(options.samples):
+                    sample = build(task, length, index)
+                    answer = options.gen_length or LOOKUP_ANSWER_TOKENS
+                    check_window(task, length, len(sample.prompt_ids), -(-answer // block) * block)
+                    expected = sample.answer_text.strip()
+                    yield BenchItem(
+                        task, length, index, sample.prompt_ids, LOOKUP_ANSWER_TOKENS,
+                        lambda prediction, expected=expected: float(prediction.strip() == expected),
+                    )
+
+    return Source(
+        tasks=tasks,
+        lengths=lengths,
+        samples_per_task={task: options.samples for task in tasks},
+        items=items,
+        details={"haystack": str(options.haystack), "data_seed": RULER_DATA_SEED, "split": "eval"},
     )
 
 
@@ -444,6 +499,8 @@ def check_tasks(suite: str, tasks: list[str] | None) -> None:
         from wavefilter_cli.eval.ruler import TASKS
 
         known = list(TASKS)
+    elif suite == "lookup":
+        known = list(LOOKUP_TASKS)
     else:
         from wavefilter_cli.eval.longbench import TASK_NAMES
 
@@ -466,7 +523,7 @@ def _overrides(**flags) -> dict[str, object]:
 @app.command("bench", help=BENCH_HELP)
 def bench(
     ctx: typer.Context,
-    suite: str = typer.Option("ruler", "--suite", help="Benchmark: ruler (synthetic, built here) or longbench (your files)."),
+    suite: str = typer.Option("ruler", "--suite", help="Benchmark: ruler (synthetic, built here), lookup (the built-in model's tasks on held-out text) or longbench (your files)."),
     lengths: Optional[str] = typer.Option(None, "--lengths", help="Comma-separated lengths in tokens (ruler: prompt + answer, default 4096; longbench: prompt budget, default the model window)."),
     samples: int = typer.Option(50, "--samples", min=1, help="Samples per task and length."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks (default: every RULER task, or every LongBench file in --data)."),
@@ -490,19 +547,19 @@ def bench(
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens filters always keep. [env WAVEFILTER_SINK]"),
     tail: Optional[int] = typer.Option(None, "--tail", help="Last prompt tokens filters always keep. [env WAVEFILTER_TAIL]"),
     evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V (saves memory) or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
-    haystack: Optional[Path] = typer.Option(None, "--haystack", metavar="DIR", help="Folder of plain-text books for RULER haystacks (default: ../shared/data/haystack beside the repository)."),
+    haystack: Optional[Path] = typer.Option(None, "--haystack", metavar="DIR", help="Folder of plain-text books for the ruler and lookup suites (default: ../shared/data/haystack beside the repository)."),
     data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Folder of LongBench <task>.jsonl files."),
 ) -> None:
     diagnostics: Diagnostics = ctx.obj["diagnostics"]
     if suite not in SUITES:
-        raise UsageError(f"--suite {suite!r} is invalid: use ruler or longbench")
+        raise UsageError(f"--suite {suite!r} is invalid: use ruler, lookup or longbench")
     options = BenchOptions(suite, parse_lengths(lengths), samples, parse_names(tasks), gen_length, haystack, data)
     check_tasks(suite, options.tasks)
     method_list = parse_method_list(methods or default_methods())
     check_output_path(output)
     if plot is not None:
         check_plotting()
-    if suite == "ruler":
+    if suite in ("ruler", "lookup"):
         options.haystack = resolve_haystack(haystack)
     elif data is None:
         raise UsageError("--suite longbench needs --data DIR, the folder holding LongBench <task>.jsonl files")
@@ -525,7 +582,7 @@ def bench(
 
     with ProcessGroup(ranks, device) as group:
         loaded_model, tokenizer = load_for_run(config, diagnostics)
-        build_source = ruler_source if suite == "ruler" else longbench_source
+        build_source = {"ruler": ruler_source, "lookup": lookup_source, "longbench": longbench_source}[suite]
         source = build_source(tokenizer, loaded_model, config, diagnostics, options)
         rows = execute(loaded_model, tokenizer, source, method_list, budget_list, generation, config, diagnostics,
                        gen_length, group)
