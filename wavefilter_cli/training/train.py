@@ -97,10 +97,10 @@ class TrainConfig:
     # Random start offset added to every position, so absolute positions up to
     # this value occur while training on short prompts.
     max_position_offset: int = 0
-    # Attention supervision (training/supervision.py): weight of the auxiliary
-    # loss, previous-token heads in layer 0, the layer and number of heads
-    # taught to attend from answer tokens to the prompt tokens they copy, and
-    # the positions per row whose previous-token attention is scored.
+    # Attention supervision (training/supervision.py). These set the weight of
+    # the auxiliary loss and the number of previous-token heads in layer 0.
+    # They also set the layer and count of the copy heads (answer token to the
+    # prompt token it copies) and the positions per row scored for previous tokens.
     supervision_weight: float = 0.1
     previous_heads: int = 4
     copy_layer: int = 1
@@ -216,7 +216,7 @@ def diffusion_loss(model, input_ids, loss_region, mask_id, generator, position_o
 
 def supervised_attention(config: TrainConfig, region: torch.Tensor, copy_targets: torch.Tensor,
                          generator: torch.Generator) -> SupervisedAttention | None:
-    """The attention context that adds the supervision loss, or None when its weight is 0.
+    """Build the attention context that adds the supervision loss, or return None when its weight is 0.
 
     region: (B, T) loss region with K positions per row; copy_targets: (B, K).
     """
@@ -277,7 +277,7 @@ class BatchSource:
 
 @torch.no_grad()
 def quick_eval(model, tokenizer, samples, lengths, tasks, count, seed=1234) -> dict[str, float]:
-    """Exact match of the answers the real sampler decodes (low-confidence, two tokens per step, dense attention).
+    """Score exact match of the answers the real sampler decodes (low-confidence, two tokens per step, dense attention).
 
     A training-time signal on a few held-out samples; the shipping numbers
     come from ``wavefilter_cli.training.evaluate`` with more samples.
