@@ -11,7 +11,15 @@ import torch
 from wavefilter_cli.models import load_model
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 from wavefilter_cli.training.supervision import NO_SOURCE, CopySources, SupervisedAttention, head_loss
-from wavefilter_cli.training.train import Stage, TrainConfig, export_model, supervised_attention, train
+from wavefilter_cli.training.train import (
+    Stage,
+    TrainConfig,
+    export_model,
+    learning_rate,
+    lr_cycles,
+    supervised_attention,
+    train,
+)
 
 HAYSTACK = Path(__file__).resolve().parents[2] / "shared" / "data" / "haystack"
 needs_haystack = pytest.mark.skipif(not HAYSTACK.is_dir(), reason="needs the haystack books")
@@ -102,6 +110,24 @@ def test_supervision_off_returns_no_context() -> None:
     assert supervised_attention(config, region, torch.zeros(1, 4, dtype=torch.long), torch.Generator()) is None
 
 
+def test_learning_rate_restarts_at_a_stage() -> None:
+    plain = TrainConfig(lr=2e-3, warmup_steps=10, min_lr_ratio=0.1, stages=[Stage(96, 128, 100)])
+    restarted = TrainConfig(lr=2e-3, warmup_steps=10, min_lr_ratio=0.1,
+                            stages=[Stage(96, 128, 100), Stage(96, 256, 50, restart_lr=1e-3)])
+    assert lr_cycles(restarted) == [(0, 100, 2e-3), (100, 150, 1e-3)]
+    # The first cycle is the schedule the run would have had without the second stage.
+    for step in (0, 9, 10, 55, 99):
+        assert learning_rate(restarted, step) == pytest.approx(learning_rate(plain, step))
+    assert learning_rate(restarted, 99) == pytest.approx(2e-4, rel=0.01)
+    # The second cycle warms up again from almost zero to its own peak, then decays to 10 % of it.
+    assert learning_rate(restarted, 100) == pytest.approx(1e-4)
+    assert learning_rate(restarted, 109) == pytest.approx(1e-3)
+    assert learning_rate(restarted, 149) == pytest.approx(1e-4, rel=0.02)
+    # A restart on the first stage is simply the run's own peak.
+    first = TrainConfig(lr=2e-3, warmup_steps=10, stages=[Stage(96, 128, 100, restart_lr=5e-4)])
+    assert lr_cycles(first) == [(0, 100, 2e-3)]
+
+
 @needs_haystack
 def test_training_smoke_resume_and_export(tmp_path: Path) -> None:
     tokenizer_dir = BUILTIN
@@ -120,6 +146,14 @@ def test_training_smoke_resume_and_export(tmp_path: Path) -> None:
     # Running again resumes at the saved step and has nothing left to do.
     train(run, tokenizer_dir, HAYSTACK, config, max_minutes=None)
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 4
+    # A run extended by a restart stage continues from weights alone when the optimizer moments are gone.
+    (run / "checkpoint" / "optimizer.pt").unlink()
+    saved = json.loads((run / "train_config.json").read_text())
+    saved["stages"].append({"min_length": 96, "max_length": 128, "steps": 2, "restart_lr": 1e-3})
+    (run / "train_config.json").write_text(json.dumps(saved))
+    train(run, tokenizer_dir, HAYSTACK, config, max_minutes=None)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 6
+    assert (run / "checkpoint" / "optimizer.pt").exists()
     out = tmp_path / "export"
     export_model(run, tokenizer_dir, out)
     model = load_model(str(out), device="cpu")

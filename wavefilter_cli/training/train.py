@@ -55,11 +55,16 @@ class ModelShape:
 
 @dataclass
 class Stage:
-    """One curriculum stage: prompts of ``min_length``…``max_length`` tokens for ``steps`` optimizer steps."""
+    """One curriculum stage: prompts of ``min_length``…``max_length`` tokens for ``steps`` optimizer steps.
+
+    ``restart_lr``, when set, starts a new learning-rate cycle at this stage:
+    warm-up to that peak, then cosine decay until the next restart or the end.
+    """
 
     min_length: int
     max_length: int
     steps: int
+    restart_lr: float | None = None
 
 
 @dataclass
@@ -92,6 +97,10 @@ class TrainConfig:
             Stage(192, 768, 900),
             Stage(512, 2048, 400),
             Stage(1024, 4096, 150),
+            # Second cycle: more recall practice on short prompts, then the curriculum again.
+            Stage(96, 256, 3000, restart_lr=1e-3),
+            Stage(256, 1024, 1200),
+            Stage(1024, 4096, 300),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
@@ -137,13 +146,27 @@ def stage_at(config: TrainConfig, step: int) -> Stage:
     return config.stages[-1]
 
 
+def lr_cycles(config: TrainConfig) -> list[tuple[int, int, float]]:
+    """(first step, end step, peak lr) of each learning-rate cycle; stages with ``restart_lr`` open a new one."""
+    starts, peaks, done = [0], [config.lr], 0
+    for stage in config.stages:
+        if stage.restart_lr is not None and done > 0:
+            starts.append(done)
+            peaks.append(stage.restart_lr)
+        done += stage.steps
+    ends = starts[1:] + [config.total_steps]
+    return list(zip(starts, ends, peaks))
+
+
 def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` × lr over the whole run."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
+    """Per cycle: linear warm-up, then cosine decay to ``min_lr_ratio`` × its peak at the cycle's end."""
+    start, end, peak = next(c for c in reversed(lr_cycles(config)) if c[0] <= step)
+    local = step - start
+    if local < config.warmup_steps:
+        return peak * (local + 1) / config.warmup_steps
+    progress = min(1.0, (local - config.warmup_steps) / max(1, end - start - config.warmup_steps))
     floor = config.min_lr_ratio
-    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def build_model(shape: ModelShape, tokenizer) -> LLaDAModelLM:
@@ -367,7 +390,11 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
     ckpt = run_dir / "checkpoint"
     if (ckpt / "state.json").exists():
         model.load_state_dict(load_file(ckpt / "model.safetensors"))
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        if (ckpt / "optimizer.pt").exists():
+            optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        else:
+            # A checkpoint seeded from exported weights has no optimizer moments; AdamW starts them afresh.
+            logger.warning("%s has no optimizer.pt: continuing with fresh optimizer moments", ckpt)
         state = json.loads((ckpt / "state.json").read_text())
         logger.info("resumed from %s at step %d", ckpt, state["step"])
 
