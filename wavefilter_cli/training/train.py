@@ -98,9 +98,9 @@ class TrainConfig:
             Stage(512, 2048, 400),
             Stage(1024, 4096, 150),
             # Second cycle: more recall practice on short prompts, then the curriculum again.
-            Stage(96, 256, 3000, restart_lr=1e-3),
-            Stage(256, 1024, 1200),
-            Stage(1024, 4096, 300),
+            Stage(96, 256, 2000, restart_lr=1e-3),
+            Stage(256, 1024, 700),
+            Stage(1024, 4096, 150),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
