@@ -19,10 +19,12 @@ import json
 import platform
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 
 import torch
 
 from wavefilter_cli.cache import build_cache
+from wavefilter_cli.filters.base import KeyFilter
 from wavefilter_cli.generation import Finished, GenerationConfig, generate
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 
@@ -39,6 +41,49 @@ class StubTokenizer:
 
     def decode(self, ids, skip_special_tokens=True):
         return ""
+
+
+class SelectionTimer:
+    """Wall time inside ``KeyFilter.select``: a filter's scoring, top-k and index work, every call.
+
+    Off by default: on a GPU it synchronises around each selection, so the
+    timed run is slightly slower than an untimed one.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self.seconds = 0.0
+        self.calls = 0
+        self._depth = 0
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    @contextmanager
+    def patched(self):
+        original = KeyFilter.select
+        timer = self
+
+        def timed_select(key_filter, inputs):
+            if timer._depth:  # a padded batch selects per row by calling select again
+                return original(key_filter, inputs)
+            timer._depth += 1
+            timer._sync()
+            started = time.perf_counter()
+            try:
+                return original(key_filter, inputs)
+            finally:
+                timer._sync()
+                timer.seconds += time.perf_counter() - started
+                timer.calls += 1
+                timer._depth -= 1
+
+        KeyFilter.select = timed_select
+        try:
+            yield self
+        finally:
+            KeyFilter.select = original
 
 
 def int_list(text: str) -> list[int]:
@@ -72,6 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads; 1 avoids stalls between threads on a busy machine")
+    parser.add_argument("--time-selection", action="store_true",
+                        help="also report the seconds spent selecting tokens (scoring, top-k) and their share")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -101,17 +148,19 @@ def run_one(model, prompt: list[int], config: GenerationConfig, method: str, fil
     filter_options = {"share_heads": True} if key_filter is not None and args.share_heads else {}
     evict = key_filter is not None and not args.mask
     policy = build_cache(method, key_filter, budget=args.budget, evict=evict, **filter_options)
+    timer = SelectionTimer(args.device)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
-    started = time.perf_counter()
     finished = None
-    for event in generate(model, StubTokenizer(), prompt, config, policy):
-        if isinstance(event, Finished):
-            finished = event
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
-    return {
+    with timer.patched() if args.time_selection else nullcontext():
+        started = time.perf_counter()
+        for event in generate(model, StubTokenizer(), prompt, config, policy):
+            if isinstance(event, Finished):
+                finished = event
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    row = {
         "prompt_tokens": len(prompt),
         "method": method,
         "filter": filter_name,
@@ -124,10 +173,17 @@ def run_one(model, prompt: list[int], config: GenerationConfig, method: str, fil
         "refreshes": policy.stats.refreshes,
         "refresh_context_tokens": policy.stats.refresh_context_tokens,
     }
+    if args.time_selection:
+        row["selection_seconds"] = round(timer.seconds, 3)
+        row["selection_calls"] = timer.calls
+        row["selection_share"] = round(timer.seconds / seconds, 4)
+    return row
 
 
 def print_table(rows: list[dict]) -> None:
     header = f"{'prompt':>7} {'method':<8} {'filter':<8} {'seconds':>8} {'vs none':>8} {'KV MiB':>9} {'kept':>6} {'refresh':>7} {'union':>6}"
+    if any("selection_seconds" in r for r in rows):
+        header += f" {'select':>8} {'share':>6}"
     print(header)
     print("-" * len(header))
     baseline = {(r["prompt_tokens"]): r["seconds"] for r in rows if r["method"] == "none" and r["filter"] == "none"}
@@ -137,6 +193,8 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{r['prompt_tokens']:>7} {r['method']:<8} {r['filter']:<8} {r['seconds']:>8.2f} {speedup:>8} "
             f"{r['kv_bytes_peak'] / 2**20:>9.1f} {r['kept_tokens']:>6} {r['refreshes']:>7} {r['refresh_context_tokens']:>6}"
+            + (f" {r['selection_seconds']:>7.2f}s {r['selection_share']:>6.1%} ({r['selection_calls']} calls)"
+               if "selection_seconds" in r else "")
         )
 
 

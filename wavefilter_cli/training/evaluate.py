@@ -30,7 +30,8 @@ from wavefilter_cli.training.haystack import Haystack
 
 def evaluate(model, tokenizer, haystack: Haystack, tasks: list[str], lengths: list[int], samples: int,
              cache: str = "none", filter_name: str | None = None, budget: float = 0.1, seed: int = 0,
-             sampler: str = "threshold", max_tokens: int = 24, show: bool = False) -> list[dict]:
+             sampler: str = "threshold", max_tokens: int = 24, show: bool = False,
+             block_length: int | None = None) -> list[dict]:
     """Exact-match accuracy per (task, length); depths spread evenly over the samples."""
     generator = SampleGenerator(tokenizer, haystack, split="eval")
     rows = []
@@ -42,7 +43,7 @@ def evaluate(model, tokenizer, haystack: Haystack, tasks: list[str], lengths: li
                 depth = (index + 0.5) / samples
                 sample = generator.make(task, length, rng, depth=depth)
                 policy = build_cache(cache, filter_name, budget=budget, evict=filter_name is not None)
-                config = GenerationConfig(max_tokens=max_tokens, block_length=max_tokens, sampler=sampler)
+                config = GenerationConfig(max_tokens=max_tokens, block_length=block_length or max_tokens, sampler=sampler)
                 started = time.perf_counter()
                 finished = next(e for e in generate(model, tokenizer, sample.prompt_ids, config, policy) if isinstance(e, Finished))
                 seconds += time.perf_counter() - started
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.1)
     parser.add_argument("--sampler", default="threshold", help="sampler name (threshold 0.9 or low-confidence, one token per step)")
     parser.add_argument("--max-tokens", type=int, default=24, help="answer slots; a restated fact takes up to about 20 tokens")
+    parser.add_argument("--block-length", type=int, default=None,
+                        help="tokens per diffusion block (default: the whole answer in one block)")
     parser.add_argument("--show", action="store_true", help="print each expected answer next to the decoded one")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -75,7 +78,8 @@ def main() -> None:
     tokenizer = load_tokenizer(model.checkpoint_dir, model.config)
     rows = evaluate(model, tokenizer, Haystack(args.haystack), args.tasks.split(","),
                     [int(x) for x in args.lengths.split(",")], args.samples, args.cache, args.filter, args.budget,
-                    sampler=args.sampler, max_tokens=args.max_tokens, show=args.show)
+                    sampler=args.sampler, max_tokens=args.max_tokens, show=args.show,
+                    block_length=args.block_length)
     print(f"{'task':<18} {'length':>7} {'accuracy':>9} {'seconds':>8}")
     for row in rows:
         print(f"{row['task']:<18} {row['length']:>7} {row['accuracy']:>9.2f} {row['seconds']:>8.1f}")

@@ -13,7 +13,7 @@ which is the plateau.
 This module supervises both heads directly, as a small extra cross-entropy
 on their attention probabilities: in layer 0, head ``h`` (``h`` <
 ``previous_heads``) attends from each position to ``h + 1`` tokens back; in
-``copy_layer``, the first ``copy_heads`` heads attend from each answer
+each of the ``copy_layer`` layers, the first ``copy_heads`` heads attend from each answer
 position to the prompt position it copies (``copy_sources``). The model's
 architecture and inference path do not change; the heads only start in the
 right place, and the task loss shapes everything else.
@@ -100,7 +100,7 @@ class SupervisedAttention:
     copy_targets: Tensor
     previous_index: Tensor
     previous_heads: int = 2
-    copy_layer: int = 1
+    copy_layer: int | tuple[int, ...] = 1
     copy_heads: int = 1
     loss: Tensor | float = field(default=0.0)
 
@@ -110,7 +110,8 @@ class SupervisedAttention:
             for head in range(self.previous_heads):
                 targets = self.previous_index - (head + 1)
                 self.loss = self.loss + head_loss(q, k, head, group, self.previous_index, targets)
-        if layer == self.copy_layer:
+        copy_layers = (self.copy_layer,) if isinstance(self.copy_layer, int) else self.copy_layer
+        if layer in copy_layers:
             for head in range(self.copy_heads):
                 self.loss = self.loss + head_loss(q, k, head, group, self.copy_index, self.copy_targets)
         return sdpa(q, k, v)

@@ -59,12 +59,14 @@ class Stage:
 
     ``restart_lr``, when set, starts a new learning-rate cycle at this stage:
     warm-up to that peak, then cosine decay until the next restart or the end.
+    ``copy_layers``, when set, replaces the run's ``copy_layer`` for this stage.
     """
 
     min_length: int
     max_length: int
     steps: int
     restart_lr: float | None = None
+    copy_layers: list[int] | None = None
 
 
 @dataclass
@@ -238,7 +240,7 @@ def diffusion_loss(model, input_ids, loss_region, mask_id, generator, position_o
 
 
 def supervised_attention(config: TrainConfig, region: torch.Tensor, copy_targets: torch.Tensor,
-                         generator: torch.Generator) -> SupervisedAttention | None:
+                         generator: torch.Generator, stage: Stage | None = None) -> SupervisedAttention | None:
     """Build the attention context that adds the supervision loss, or return None when its weight is 0.
 
     region: (B, T) loss region with K positions per row; copy_targets: (B, K).
@@ -251,9 +253,12 @@ def supervised_attention(config: TrainConfig, region: torch.Tensor, copy_targets
     count = min(config.supervised_positions, length - config.previous_heads)
     low = config.previous_heads
     previous_index = torch.stack([torch.randperm(length - low, generator=generator)[:count] + low for _ in range(batch)])
+    copy_layer = config.copy_layer
+    if stage is not None and stage.copy_layers is not None:
+        copy_layer = tuple(stage.copy_layers)
     return SupervisedAttention(
         copy_index=copy_index, copy_targets=copy_targets, previous_index=previous_index,
-        previous_heads=config.previous_heads, copy_layer=config.copy_layer, copy_heads=config.copy_heads,
+        previous_heads=config.previous_heads, copy_layer=copy_layer, copy_heads=config.copy_heads,
     )
 
 
@@ -422,7 +427,7 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
         if config.max_position_offset:
             room = max(0, config.max_position_offset - input_ids.shape[1])
             offset = torch.randint(0, room + 1, (input_ids.shape[0],), generator=generator)
-        supervision = supervised_attention(config, region, copy_targets, generator)
+        supervision = supervised_attention(config, region, copy_targets, generator, stage)
         loss, accuracy = diffusion_loss(model, input_ids, region, mask_id, generator, offset, supervision)
         total = loss
         if supervision is not None:
