@@ -102,6 +102,15 @@ def test_supervised_attention_matches_dense() -> None:
     assert loss.ndim == 0
     assert loss.item() > 0
     assert loss.requires_grad
+    # A stage that supervises copy heads in two layers adds a second copy term.
+    targets = torch.tensor([[2, 3, NO_SOURCE, 0]] * 2)
+    one_layer = supervised_attention(train_config, region, targets, torch.Generator().manual_seed(1))
+    two_layers = supervised_attention(train_config, region, targets, torch.Generator().manual_seed(1),
+                                      Stage(8, 8, 1, copy_layers=[0, 1]))
+    assert two_layers.copy_layer == (0, 1)
+    model(x, attention=one_layer)
+    model(x, attention=two_layers)
+    assert two_layers.loss.item() > one_layer.loss.item()
 
 
 def test_supervision_off_returns_no_context() -> None:
