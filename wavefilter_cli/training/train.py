@@ -99,10 +99,12 @@ class TrainConfig:
             Stage(192, 768, 900),
             Stage(512, 2048, 400),
             Stage(1024, 4096, 150),
-            # Second cycle: more recall practice on short prompts, then the curriculum again.
-            Stage(96, 256, 2000, restart_lr=1e-3),
-            Stage(256, 1024, 700),
-            Stage(1024, 4096, 150),
+            # Second cycle: more recall practice on short prompts, then the curriculum again, with
+            # a second supervised copy head in the last layer (its output feeds the logits directly).
+            Stage(96, 256, 664, restart_lr=1e-3),
+            Stage(96, 256, 1336, copy_layers=[1, 3]),
+            Stage(256, 1024, 700, copy_layers=[1, 3]),
+            Stage(1024, 4096, 150, copy_layers=[1, 3]),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
