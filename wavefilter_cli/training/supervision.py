@@ -12,9 +12,9 @@ which is the plateau.
 
 This module supervises both heads directly, as a small extra cross-entropy
 on their attention probabilities: in layer 0, head ``h`` (``h`` <
-``previous_heads``) attends from each position to ``h + 1`` tokens back; in
-each of the ``copy_layer`` layers, the first ``copy_heads`` heads attend from each answer
-position to the prompt position it copies (``copy_sources``). The model's
+``previous_heads``) attends from each position to ``h + 1`` tokens back. In
+each layer of ``copy_layer``, the first ``copy_heads`` heads attend from each
+answer position to the prompt position it copies (``copy_sources``). The model's
 architecture and inference path do not change; the heads only start in the
 right place, and the task loss shapes everything else.
 

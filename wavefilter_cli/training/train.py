@@ -99,8 +99,8 @@ class TrainConfig:
             Stage(192, 768, 900),
             Stage(512, 2048, 400),
             Stage(1024, 4096, 150),
-            # Second cycle: more recall practice on short prompts, then the curriculum again, with
-            # a second supervised copy head in the last layer (its output feeds the logits directly).
+            # Second cycle: more recall practice on short prompts, then the curriculum again. From its
+            # second stage, head 0 of the last layer is a supervised copy head too (it feeds the logits).
             Stage(96, 256, 664, restart_lr=1e-3),
             Stage(96, 256, 1336, copy_layers=[1, 3]),
             Stage(256, 1024, 700, copy_layers=[1, 3]),
@@ -151,7 +151,7 @@ def stage_at(config: TrainConfig, step: int) -> Stage:
 
 
 def lr_cycles(config: TrainConfig) -> list[tuple[int, int, float]]:
-    """(first step, end step, peak lr) of each learning-rate cycle; stages with ``restart_lr`` open a new one."""
+    """Return (first step, end step, peak lr) per learning-rate cycle. A stage with ``restart_lr`` opens one."""
     starts, peaks, done = [0], [config.lr], 0
     for stage in config.stages:
         if stage.restart_lr is not None and done > 0:
@@ -400,7 +400,7 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
         if (ckpt / "optimizer.pt").exists():
             optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         else:
-            # A checkpoint seeded from exported weights has no optimizer moments; AdamW starts them afresh.
+            # A checkpoint seeded from exported weights has no optimizer moments, so AdamW starts afresh.
             logger.warning("%s has no optimizer.pt: continuing with fresh optimizer moments", ckpt)
         state = json.loads((ckpt / "state.json").read_text())
         logger.info("resumed from %s at step %d", ckpt, state["step"])
