@@ -42,9 +42,8 @@ class HeadProbe:
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if layer in self.layers:
-            group = q.shape[1] // k.shape[1]
             query = q[0, 0, self.position]  # (D,)
-            keys = k[0, 0 // group]  # (T, D)
+            keys = k[0, 0]  # (T, D): query head 0 reads key head 0 with or without grouped heads
             self.rows[layer] = (keys @ query / query.shape[-1] ** 0.5).softmax(-1)
         return sdpa(q, k, v)
 
