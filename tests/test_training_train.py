@@ -168,3 +168,53 @@ def test_training_smoke_resume_and_export(tmp_path: Path) -> None:
     model = load_model(str(out), device="cpu")
     assert model.config.n_layers == 2
     assert "lookup-only" in json.loads((out / "config.json").read_text())["wavefilter_capabilities"]
+
+
+def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
+    from wavefilter_cli.cache import build_cache
+    from wavefilter_cli.generation import _block_logits
+    from wavefilter_cli.training.cached_prompt import CachedPromptAttention, record_prompt
+
+    config = LLaDAConfig(d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, mlp_hidden_size=64, vocab_size=64,
+                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
+    torch.manual_seed(0)
+    model = LLaDAModelLM(config).eval()
+    prompt, answer = 10, 6
+    x = torch.randint(2, 64, (1, prompt + answer))
+    masked = x.clone()
+    masked[:, prompt:] = 1
+    noised = x.clone()
+    noised[:, prompt + 1 :: 2] = 1
+
+    # Inference: the prefix cache encodes the prompt beside a fully masked block, then serves it.
+    policy = build_cache("prefix")
+    policy.begin(masked, prompt)
+    _block_logits(model, policy, masked, None, prompt, prompt + answer, 0, 0)
+    policy.end_step()
+    served = _block_logits(model, policy, noised, None, prompt, prompt + answer, 1, 0)
+
+    recorded = record_prompt(model, x, prompt, mask_id=1)
+    trained = model(noised, attention=CachedPromptAttention(recorded), logits_index=slice(prompt, None)).logits
+    torch.testing.assert_close(trained, served)
+    # Dense attention over the same canvas gives other logits: the prompt then sees the unmasked tokens.
+    dense = model(noised, logits_index=slice(prompt, None)).logits
+    assert not torch.allclose(dense, served, atol=1e-4)
+
+
+def test_cached_prompt_loss_wraps_the_supervision() -> None:
+    from wavefilter_cli.training.train import diffusion_loss
+
+    config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=64,
+                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
+    torch.manual_seed(0)
+    model = LLaDAModelLM(config)
+    x = torch.randint(2, 64, (2, 12))
+    region = torch.zeros(2, 12, dtype=torch.bool)
+    region[:, 8:] = True
+    train_config = TrainConfig(supervised_positions=5, stages=[Stage(8, 8, 1)], batch_tokens=16)
+    targets = torch.tensor([[2, 3, NO_SOURCE, 0]] * 2)
+    context = supervised_attention(train_config, region, targets, torch.Generator())
+    loss, _ = diffusion_loss(model, x, region, 1, torch.Generator().manual_seed(3), attention=context, cached_prompt=8)
+    assert loss.requires_grad and context.loss.requires_grad
+    (loss + context.loss).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
+from wavefilter_cli.training.cached_prompt import CachedPromptAttention, record_prompt
 from wavefilter_cli.training.supervision import NO_SOURCE, CopySources, SupervisedAttention
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Stage:
     ``restart_lr``, when set, starts a new learning-rate cycle at this stage:
     warm-up to that peak, then cosine decay until the next restart or the end.
     ``copy_layers``, when set, replaces the run's ``copy_layer`` for this stage.
+    ``cached_prompt_share`` is the share of look-up batches whose answer is
+    trained against the prompt K/V a prefix cache serves (training/cached_prompt.py).
     """
 
     min_length: int
@@ -67,6 +70,7 @@ class Stage:
     steps: int
     restart_lr: float | None = None
     copy_layers: list[int] | None = None
+    cached_prompt_share: float = 0.0
 
 
 @dataclass
@@ -105,6 +109,10 @@ class TrainConfig:
             Stage(96, 256, 1336, copy_layers=[1, 3]),
             Stage(256, 1024, 700, copy_layers=[1, 3]),
             Stage(1024, 4096, 150, copy_layers=[1, 3]),
+            # Third cycle: the 4,096-token prompts had only 300 of the first 6,300 steps.
+            # Half of its look-up batches answer from the prompt K/V a prefix cache would serve.
+            Stage(256, 2048, 800, restart_lr=6e-4, copy_layers=[1, 3], cached_prompt_share=0.5),
+            Stage(1024, 4096, 700, copy_layers=[1, 3], cached_prompt_share=0.5),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
@@ -216,12 +224,15 @@ def mask_batch(input_ids: torch.Tensor, loss_region: torch.Tensor, mask_id: int,
 
 
 def diffusion_loss(model, input_ids, loss_region, mask_id, generator, position_offset: torch.Tensor | None = None,
-                   attention=None):
+                   attention=None, cached_prompt: int | None = None):
     """LLaDA's masked-diffusion loss, with logits computed only on the loss region.
 
     input_ids, loss_region: (B, T); every row has the same number K of loss
     positions. ``attention`` is the context the layers call (dense when
-    None). Returns the scalar loss and the masked-token accuracy.
+    None). ``cached_prompt``, when set, is the prompt length P of rows whose
+    loss region is everything after it; the answer then attends to the
+    prompt K/V recorded with a fully masked answer (training/cached_prompt.py).
+    Returns the scalar loss and the masked-token accuracy.
     """
     noised, masked, p = mask_batch(input_ids, loss_region, mask_id, generator)
     batch, length = input_ids.shape
@@ -230,6 +241,9 @@ def diffusion_loss(model, input_ids, loss_region, mask_id, generator, position_o
     positions = None
     if position_offset is not None:
         positions = torch.arange(length)[None, :] + position_offset[:, None]
+    if cached_prompt is not None:
+        recorded = record_prompt(model, input_ids, cached_prompt, mask_id, positions)
+        attention = CachedPromptAttention(recorded, attention)
     logits = model(noised, position_ids=positions, attention=attention, logits_index=index).logits.float()  # (B, K, V)
     targets = torch.gather(input_ids, 1, index)
     scored = torch.gather(masked, 1, index)
@@ -430,7 +444,12 @@ def train(run_dir: Path, tokenizer_dir: Path, haystack_dir: Path, config: TrainC
             room = max(0, config.max_position_offset - input_ids.shape[1])
             offset = torch.randint(0, room + 1, (input_ids.shape[0],), generator=generator)
         supervision = supervised_attention(config, region, copy_targets, generator, stage)
-        loss, accuracy = diffusion_loss(model, input_ids, region, mask_id, generator, offset, supervision)
+        cached_prompt = None
+        prompt_length = input_ids.shape[1] - int(region[0].sum())
+        if stage.cached_prompt_share > 0 and bool(region[:, prompt_length:].all()):
+            if float(torch.rand(1, generator=generator)) < stage.cached_prompt_share:
+                cached_prompt = prompt_length
+        loss, accuracy = diffusion_loss(model, input_ids, region, mask_id, generator, offset, supervision, cached_prompt)
         total = loss
         if supervision is not None:
             window_aux += float(supervision.loss.detach())
