@@ -320,3 +320,13 @@ def test_builtin_summarize_still_exits_5(builtin_document):
     result = run("summarize", str(builtin_document))
     assert result.returncode == 5
     assert "input is " not in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_reads_a_document_over_the_window_in_chunks():
+    result = run("demo", "--tokens", "5000", "--methods", "prefix,prefix+wavefilter")
+    assert result.returncode == 0, result.stderr
+    assert "over the model's 4096-token window: strategy filter" in result.stderr
+    assert result.stdout.count("Q: ") == 3
+    table = result.stdout.split("method", 1)[1].splitlines()
+    assert [line.split()[0] for line in table[1:] if line.strip()] == ["prefix", "prefix+wavefilter"]

@@ -25,6 +25,8 @@ class OutputOptions:
     stream: bool = True
     as_json: bool = False
     cite: bool = False
+    # False keeps the answer off stdout altogether (callers that print their own summary).
+    show: bool = True
 
     @property
     def wants_citations(self) -> bool:
@@ -119,6 +121,7 @@ def run_generation(
     tokens: list[int] = []
     emitted = ""
     finished = None
+    show = show and output.show
     writing = show and output.stream and not output.as_json
     view.update(stage="prefill" if show else stage, blocks=gen_config.num_blocks, context_tokens=len(prompt_ids),
                 host_kv_bytes=host_kv_bytes(model, len(prompt_ids) + gen_config.answer_length))

@@ -1,15 +1,17 @@
 """``wavefilter demo``: the whole pipeline on a long document, with the built-in model, on a CPU.
 
 Builds a document of at least 8K tokens from Python's bundled documentation
-topics with three planted facts, answers a question about each with the
-host cache plus WaveFilter (answers stream to stdout), then answers the
-first question once more with each method side by side and prints a table:
-correct or not, total seconds, K/V megabytes.
+topics with three planted facts and answers a question about each, the way
+``wavefilter ask`` would: a document over the model's window is read with
+the configured long-input strategy (``filter`` by default), and a stderr
+notice reports the strategy. The answers stream to stdout. Then the first question is
+answered once more with each method side by side, and a table gives for
+each: correct or not, total seconds (chunk scoring included) and peak K/V
+megabytes while generating.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import typer
@@ -27,8 +29,9 @@ Example:
   wavefilter demo --tokens 16384 --methods none,prefix,prefix+wavefilter
 
 The document is Python's bundled documentation topics (no download) with
-three planted facts. Answers and the comparison table go to stdout; the
-live view goes to stderr.
+three planted facts. A document longer than the model's window is read in
+chunks, as `wavefilter ask` does. Answers and the comparison table go to
+stdout; the live view and notices go to stderr.
 """
 
 
@@ -41,23 +44,16 @@ class MethodResult:
     kv_megabytes: float
 
 
-def _answer(model, tokenizer, prompt_ids, method, gen_config, config, view):
-    from wavefilter_cli.generation import Finished, StepDone, generate
-
-    from wavefilter_cli.cli.answer import build_policy
+def _answer(config, model, tokenizer, document, question, method, gen_config, view, diagnostics, show):
+    """Answer ``question`` over ``document`` with ``method`` (HOST[+FILTER]) through the ``ask`` flow."""
+    from wavefilter_cli.cli.answer import answer_documents, build_policy
+    from wavefilter_cli.cli.answer_run import AnswerRun, OutputOptions
 
     host, _, filter_name = method.partition("+")
     policy = build_policy(config, host, filter_name or "none")
-    finished = None
-    for event in generate(model, tokenizer, prompt_ids, gen_config, policy):
-        if isinstance(event, StepDone):
-            stats = policy.stats
-            view.update(stage=f"generating ({method})", block=event.block + 1, step=event.step + 1,
-                        kept_tokens=stats.kept_tokens, context_tokens=stats.context_tokens, kv_bytes=stats.kv_bytes,
-                        kept_per_layer=list(stats.kept_per_layer))
-        elif isinstance(event, Finished):
-            finished = event
-    return finished
+    run = AnswerRun(config, model, tokenizer, [document], question, gen_config, view, OutputOptions(show=show), diagnostics)
+    result = answer_documents(run, policy)
+    return result.generated.finished, run.costs.seconds
 
 
 @app.command("demo", help=DEMO_HELP)
@@ -67,15 +63,21 @@ def demo(
     methods: str = typer.Option("none,prefix,prefix+wavefilter", "--methods", help="Methods to compare, HOST[+FILTER], comma-separated."),
     model: str = typer.Option("builtin", "-m", "--model", help="Model to run (the built-in one by default)."),
 ) -> None:
-    from wavefilter_cli.cli.answer import generation_config, load_for_run
-    from wavefilter_cli.cli.live import LiveView, host_kv_bytes, resolve_progress
+    from wavefilter_cli.cli.answer import build_policy, generation_config, load_for_run
+    from wavefilter_cli.cli.live import LiveView, resolve_progress
+    from wavefilter_cli.cli.long_inputs import check_chunk_options
     from wavefilter_cli.demo import build_demo_document
-    from wavefilter_cli.prompt import PromptDocument, chat_messages, encode_prompt
+    from wavefilter_cli.ingest import Document, Span
 
     diagnostics: Diagnostics = ctx.obj["diagnostics"]
     config, _ = config_from_context(ctx, {"model.name": model, "generate.max_tokens": 24, "generate.sampler": "threshold"})
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     main_method = next((m for m in method_list if "+" in m), method_list[-1])
+    for method in method_list:
+        # A bad method name fails here, before the model loads.
+        host, _, filter_name = method.partition("+")
+        build_policy(config, host, filter_name or "none")
+    check_chunk_options(config)
     gen_config = generation_config(config)
     view = LiveView(resolve_progress(config.output.progress, diagnostics.console), diagnostics.console)
     results: list[MethodResult] = []
@@ -83,26 +85,19 @@ def demo(
         view.set_stage("loading model")
         loaded, tokenizer = load_for_run(config, diagnostics)
         view.set_stage("building document")
-        document = build_demo_document(tokenizer, min_tokens=tokens)
-        prompts = []
-        for fact in document.facts:
-            messages = chat_messages([PromptDocument("python-topics.txt", document.text)], fact.question)
-            prompts.append(encode_prompt(tokenizer, messages))
-        diagnostics.notice(
-            f"document: {len(prompts[0])} prompt tokens, facts at depths "
-            + ", ".join(f"{f.depth:.0%}" for f in document.facts)
-        )
-        view.update(blocks=gen_config.num_blocks, context_tokens=len(prompts[0]),
-                    host_kv_bytes=host_kv_bytes(loaded, len(prompts[0]) + gen_config.answer_length))
-        for fact, prompt_ids in zip(document.facts, prompts):
-            finished = _answer(loaded, tokenizer, prompt_ids, main_method, gen_config, config, view)
-            write_result(f"Q: {fact.question}\nA: {finished.answer.strip()}\n")
-        fact, prompt_ids = document.facts[0], prompts[0]
+        built = build_demo_document(tokenizer, min_tokens=tokens)
+        source = "python-topics.txt"
+        document = Document(source, built.text, [Span(source=source, page=None, start=0, end=len(built.text))], None)
+        diagnostics.notice("document: facts at depths " + ", ".join(f"{f.depth:.0%}" for f in built.facts))
+        for fact in built.facts:
+            write_result(f"Q: {fact.question}\n")
+            _answer(config, loaded, tokenizer, document, fact.question, main_method, gen_config, view, diagnostics, True)
+        fact = built.facts[0]
         for method in method_list:
-            started = time.perf_counter()
-            finished = _answer(loaded, tokenizer, prompt_ids, method, gen_config, config, view)
+            finished, seconds = _answer(config, loaded, tokenizer, document, fact.question, method, gen_config, view,
+                                        diagnostics, False)
             results.append(MethodResult(method, finished.answer.strip(), fact.is_correct(finished.answer),
-                                        time.perf_counter() - started, finished.kv_bytes_peak / 2**20))
+                                        seconds, finished.kv_bytes_peak / 2**20))
     lines = [f"{'method':<24} {'correct':<8} {'seconds':>8} {'K/V MB':>8}  answer"]
     for r in results:
         lines.append(f"{r.method:<24} {'yes' if r.correct else 'no':<8} {r.seconds:>8.1f} {r.kv_megabytes:>8.2f}  {r.answer!r}")
