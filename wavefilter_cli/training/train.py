@@ -112,7 +112,7 @@ class TrainConfig:
             # Third cycle: the 4,096-token prompts had only 300 of the first 6,300 steps.
             # Half of its look-up batches answer from the prompt K/V a prefix cache would serve.
             Stage(256, 2048, 800, restart_lr=6e-4, copy_layers=[1, 3], cached_prompt_share=0.5),
-            Stage(1024, 4096, 700, copy_layers=[1, 3], cached_prompt_share=0.5),
+            Stage(1024, 4096, 400, copy_layers=[1, 3], cached_prompt_share=0.5),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
