@@ -138,6 +138,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--block-length", type=int, default=32, help="tokens per diffusion block")
     parser.add_argument("--sampler", default="low-confidence")
     parser.add_argument("--chunk-overlap", type=int, default=64, help="tokens consecutive chunks share")
+    parser.add_argument("--positions", choices=("compact", "original"), default="compact",
+                        help="RoPE positions of the kept tokens (generate.positions)")
 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None,
@@ -363,6 +365,7 @@ def base_config(args: argparse.Namespace) -> Config:
         "cache.budget": args.budget, "generate.max_tokens": args.max_tokens,
         "generate.block_length": args.block_length, "generate.sampler": args.sampler,
         "generate.chunk_overlap": args.chunk_overlap, "generate.seed": args.seed,
+        "generate.positions": args.positions,
     })
 
 

@@ -110,3 +110,9 @@ def test_sample_source_repeats_short_split(bench, tmp_path) -> None:
     assert len(sample.prompt_ids) == length
     assert sample.document.count(sample.answer_text) == 1
     assert bench.document_name(tokenizer, sample) in DOCUMENT_NAMES
+
+
+def test_positions_flag_reaches_config(bench) -> None:
+    assert bench.base_config(bench.parse_args([])).generate.positions == "compact"
+    args = bench.parse_args(["--positions", "original"])
+    assert bench.base_config(args).generate.positions == "original"
