@@ -78,7 +78,7 @@ def test_ask_reads_stdin(llada_dir):
     result = run("ask", QUESTION, "--context", "-", "-m", str(llada_dir), "--json", "--max-tokens", "8",
                  stdin="The passcode for the north gate is 4817.\n")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["inputs"][0]["source"] == "<stdin>"
+    assert json.loads(result.stdout)["inputs"][0]["source"] == "stdin"
 
 
 def test_prompt_over_window_exits_4(tokenizer_dir, tmp_path, document):
@@ -133,3 +133,26 @@ def test_cuda_without_gpu_exits_6(llada_dir, document):
     result = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--device", "cuda")
     assert result.returncode == 6
     assert "--device cpu" in result.stderr
+
+
+def test_empty_question_exits_2(llada_dir, document):
+    result = run("ask", "  ", "--context", str(document), "-m", str(llada_dir))
+    assert result.returncode == 2
+    assert "the question '  ' is empty" in result.stderr
+
+
+def test_empty_implicit_stdin_names_context(llada_dir):
+    result = run("ask", QUESTION, "-m", str(llada_dir), stdin="")
+    assert result.returncode == 3
+    assert "no document given and stdin has no text; pass --context FILE" in result.stderr
+
+
+def test_budget_without_filter_warns(llada_dir, document):
+    result = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--budget", "0.5",
+                 "--max-tokens", "8")
+    assert result.returncode == 0, result.stderr
+    assert "--budget 0.5 has no effect without a filter" in result.stderr
+    with_filter = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--budget", "0.5",
+                      "--filter", "snapkv", "--cache", "prefix", "--max-tokens", "8")
+    assert with_filter.returncode == 0, with_filter.stderr
+    assert "has no effect" not in with_filter.stderr

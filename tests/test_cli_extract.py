@@ -229,13 +229,13 @@ def test_config_env_variable_applies(tmp_path: Path) -> None:
 def test_stdin_dash_pdf(tmp_path: Path) -> None:
     result = _extract(tmp_path, "-", stdin=build_pdf([["piped pdf"]]))
     assert result.returncode == 0
-    assert result.stdout == "--- <stdin> · page 1 ---\npiped pdf\n"
+    assert result.stdout == "--- stdin · page 1 ---\npiped pdf\n"
 
 
 def test_no_input_reads_piped_stdin(tmp_path: Path) -> None:
     result = _extract(tmp_path, stdin=b"piped text")
     assert result.returncode == 0
-    assert result.stdout == "--- <stdin> ---\npiped text\n"
+    assert result.stdout == "--- stdin ---\npiped text\n"
 
 
 def test_no_input_with_tty_stdin_exit_2(tmp_path: Path) -> None:

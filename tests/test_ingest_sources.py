@@ -216,7 +216,7 @@ def test_stdin_twice_is_usage_error() -> None:
 def test_stdin_pdf_detected_by_header() -> None:
     results = _run(["-"], stdin=build_pdf([["from a pipe"]]))
     document = _documents(results)[0]
-    assert document.source == "<stdin>"
+    assert document.source == "stdin"
     assert document.pages == 1
     assert document.text == "from a pipe"
 

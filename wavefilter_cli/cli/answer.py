@@ -199,7 +199,7 @@ def answer_documents(run: AnswerRun, policy) -> AnswerResult:
         return AnswerResult(generated, citations, citation_note=note)
     if not run.config.generate.chunk:
         raise LengthError(
-            f"the prompt is {len(prompt)} tokens and the answer needs {answer_length}, {total} in all, "
+            f"the prompt is {len(prompt):,} tokens and the answer needs {answer_length:,}, {total:,} in all, "
             f"over {run.window_phrase()}; shorten the input, lower --max-tokens, or drop --no-chunk to split it into chunks"
         )
     if mapping_error is not None:

@@ -30,6 +30,8 @@ app = typer.Typer(
     help=(
         "Answer questions over long documents with diffusion LLMs and a wavelet-filtered sparse KV cache.\n\n"
         "Examples:\n\n"
+        "  wavefilter ask --context report.pdf \"What is the gate code?\"\n\n"
+        "  wavefilter demo\n\n"
         "  wavefilter extract report.pdf --pages 3-10\n\n"
         "  wavefilter config show --sources"
     ),

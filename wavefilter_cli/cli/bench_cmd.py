@@ -161,7 +161,7 @@ def resolve_haystack(haystack: Optional[Path]) -> Path:
         return haystack
     if DEFAULT_HAYSTACK_DIR.is_dir():
         return DEFAULT_HAYSTACK_DIR
-    raise UsageError(
+    raise InputError(
         f"no haystack folder: {DEFAULT_HAYSTACK_DIR} does not exist; pass --haystack DIR with plain-text books"
     )
 

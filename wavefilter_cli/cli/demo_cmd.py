@@ -22,7 +22,7 @@ from wavefilter_cli.cli.output import Diagnostics, write_result
 
 DEMO_HELP = """Answer questions about a long generated document with the built-in model, comparing cache methods.
 
-Example:
+Examples:
 
 \b
   wavefilter demo
@@ -93,9 +93,11 @@ def demo(
             write_result(f"Q: {fact.question}\n")
             _answer(config, loaded, tokenizer, document, fact.question, main_method, gen_config, view, diagnostics, True)
         fact = built.facts[0]
+        # The comparison reads the same document again, so its strategy notices would repeat the ones above.
+        quiet = Diagnostics(verbosity=-1)
         for method in method_list:
             finished, seconds = _answer(config, loaded, tokenizer, document, fact.question, method, gen_config, view,
-                                        diagnostics, False)
+                                        quiet, False)
             results.append(MethodResult(method, finished.answer.strip(), fact.is_correct(finished.answer),
                                         seconds, finished.kv_bytes_peak / 2**20))
     lines = [f"{'method':<24} {'correct':<8} {'seconds':>8} {'K/V MB':>8}  answer"]

@@ -78,9 +78,18 @@ def _parse_budget(value: Optional[str]) -> Optional[float]:
     raise LengthError(f"--budget {value} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16")
 
 
+def _warn_unused_budget(ctx: typer.Context, config, budget) -> None:
+    """Warn when ``--budget`` was typed but no filter will use it."""
+    if budget is not None and config.cache.filter in (None, "none"):
+        ctx.obj["diagnostics"].warn(
+            f"--budget {budget} has no effect without a filter; add --filter wavefilter (or another filter)"
+        )
+
+
 def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_env, as_json, no_stream, cite, **flags) -> None:
     flags["budget"] = _parse_budget(flags.get("budget"))
     config, _ = config_from_context(ctx, _overrides(**flags))
+    _warn_unused_budget(ctx, config, flags["budget"])
     run_answer(
         config,
         ctx.obj["diagnostics"],
@@ -102,6 +111,7 @@ def _run_questions(ctx: typer.Context, question: Optional[str], questions: str, 
         raise UsageError("--cite works with one QUESTION; drop --cite or ask without --questions")
     flags["budget"] = _parse_budget(flags.get("budget"))
     config, _ = config_from_context(ctx, _overrides(**flags))
+    _warn_unused_budget(ctx, config, flags["budget"])
     run_questions(config, ctx.obj["diagnostics"], ctx.obj.get("verbosity", 0), InputOptions(inputs, pages, password_env),
                   questions, batch_size, as_json)
 
@@ -152,10 +162,11 @@ def ask(
                        evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
                        chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
         return
-    if question is None:
+    if question is None or not question.strip():
         from wavefilter_cli.errors import UsageError
 
-        raise UsageError("no question given; pass QUESTION, or --questions FILE with one question per line")
+        given = "no question given" if question is None else f"the question {question!r} is empty"
+        raise UsageError(f"{given}; pass QUESTION, or --questions FILE with one question per line")
     _run(ctx, question, context, pages, password_env, as_json, no_stream, cite, model=model, offline=offline,
          device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,

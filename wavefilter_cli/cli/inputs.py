@@ -34,14 +34,20 @@ def read_documents(
     if verbosity < 1:
         logging.getLogger("pypdf").setLevel(logging.ERROR)
     documents, skipped = [], 0
-    for result in iter_documents(names, options, sys.stdin.buffer):
-        if isinstance(result, Skipped):
-            skipped += 1
-            diagnostics.warn(result.message)
-            continue
-        for warning in result.warnings:
-            diagnostics.warn(warning)
-        documents.append(result)
+    try:
+        for result in iter_documents(names, options, sys.stdin.buffer):
+            if isinstance(result, Skipped):
+                skipped += 1
+                diagnostics.warn(result.message)
+                continue
+            for warning in result.warnings:
+                diagnostics.warn(warning)
+            documents.append(result)
+    except InputError:
+        if inputs or not missing_hint:
+            raise
+        # No input was named, so stdin was read because it is not a terminal (closed, or an empty pipe).
+        raise InputError(f"no document given and stdin has no text; pass {missing_hint}") from None
     if not documents:
         if skipped:
             raise InputError(f"no text to read: all {skipped} inputs were skipped; see the warnings above")

@@ -14,7 +14,9 @@ from wavefilter_cli.ingest.globs import PathFilter
 logger = logging.getLogger(__name__)
 
 STDIN = "-"
-STDIN_SOURCE = "<stdin>"
+# The source name of piped text. It is also the document's name in the prompt, where a small
+# model reads a plain word better than punctuation such as "<stdin>".
+STDIN_SOURCE = "stdin"
 
 _HIDDEN_EXAMPLES = 5
 
