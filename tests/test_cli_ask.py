@@ -156,3 +156,27 @@ def test_budget_without_filter_warns(llada_dir, document):
                       "--filter", "snapkv", "--cache", "prefix", "--max-tokens", "8")
     assert with_filter.returncode == 0, with_filter.stderr
     assert "has no effect" not in with_filter.stderr
+
+
+def test_refresh_every_adds_forward_passes(llada_dir, document):
+    base = ("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--json", "--max-tokens", "16",
+            "--block-length", "16", "--steps", "16", "--cache", "prefix")
+    plain = run(*base)
+    refreshed = run(*base, "--refresh-every", "4")
+    assert plain.returncode == 0, plain.stderr
+    assert refreshed.returncode == 0, refreshed.stderr
+    plain_record, refreshed_record = json.loads(plain.stdout), json.loads(refreshed.stdout)
+    assert plain_record["refresh_every"] is None
+    assert refreshed_record["refresh_every"] == 4
+    # The refresh steps (4, 8, 12) feed the whole canvas, so the step count is unchanged.
+    assert refreshed_record["steps"] == plain_record["steps"]
+    assert run(*base, "--refresh-every", "0").returncode == 2
+
+
+@pytest.mark.parametrize("method, expected", [("prefix", 4), ("dual", 4), ("none", None), ("dkv", 2)])
+def test_build_policy_passes_refresh_every(method, expected):
+    from wavefilter_cli.cli.answer import build_policy
+    from wavefilter_cli.config import Config
+
+    policy = build_policy(Config().replace({"cache.method": method, "cache.refresh_every": 4}))
+    assert getattr(policy.options, "refresh_every", None) == expected

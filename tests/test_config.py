@@ -470,7 +470,7 @@ def test_every_key_readable_from_toml(layout: Layout) -> None:
         "generate.top_k": 40, "generate.alg_temp": 0.1, "generate.seed": 7, "generate.system": 'Say "hi"\n',
         "generate.chunk": False, "generate.strategy": "map-reduce", "generate.chunk_tokens": 1024,
         "generate.chunk_overlap": 0, "generate.positions": "original",
-        "cache.method": "dual", "cache.filter": "wavefilter", "cache.budget": 512, "cache.sink": 0, "cache.tail": 0,
+        "cache.method": "dual", "cache.refresh_every": 8, "cache.filter": "wavefilter", "cache.budget": 512, "cache.sink": 0, "cache.tail": 0,
         "cache.evict": False, "cache.wavelet": "db2", "cache.levels": 8, "cache.beam": 1,
         "ingest.max_file_mb": 0.5, "ingest.include": ["*.pdf", "*.md"], "ingest.exclude": ["draft*"],
         "output.color": "never", "output.progress": "jsonl",

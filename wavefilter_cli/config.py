@@ -180,6 +180,7 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
     KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter and retrieve strategies keep: compact renumbers them, original keeps their place in the whole input."),
     KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv.", _non_empty),
+    KeyInfo("cache.refresh_every", "WAVEFILTER_REFRESH_EVERY", "Hosts prefix and dual: also refresh the cache every N steps inside a block (≥ 1); none refreshes at block starts only.", _optional(_int_at_least(1))),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),
     KeyInfo("cache.sink", "WAVEFILTER_SINK", "Leading tokens always kept (≥ 0).", _int_at_least(0)),
@@ -438,6 +439,7 @@ class CacheConfig(_Section):
     # NOTE: method, filter and wavelet are only checked to be non-empty here,
     # because their valid names come from registries in other modules.
     method: str = "prefix"
+    refresh_every: Optional[int] = None
     filter: Optional[str] = None
     budget: float = 0.1
     sink: int = 4

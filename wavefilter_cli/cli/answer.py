@@ -64,6 +64,10 @@ FILTER_OPTIONS = {
 }
 
 
+#: Hosts that take ``cache.refresh_every``.
+REFRESH_HOSTS = ("prefix", "dual")
+
+
 def build_policy(config: Config, method: str | None = None, filter_name: str | None = None):
     """The cache policy and key-token filter named by the config (or by ``method`` and ``filter_name``).
 
@@ -82,8 +86,11 @@ def build_policy(config: Config, method: str | None = None, filter_name: str | N
     per_step = filter_name in FILTERS and FILTERS[filter_name].per_step
     evict = c.evict and filter_name is not None and not per_step
     options = FILTER_OPTIONS.get(filter_name, lambda _: {})(c)
+    # Only the Fast-dLLM hosts take extra refreshes; the others ignore the setting.
+    cache_options = {"refresh_every": c.refresh_every} if c.refresh_every and method in REFRESH_HOSTS else None
     try:
-        return build_cache(method, filter_name, budget=c.budget, sink=c.sink, tail=c.tail, evict=evict, **options)
+        return build_cache(method, filter_name, budget=c.budget, sink=c.sink, tail=c.tail, evict=evict,
+                           cache_options=cache_options, **options)
     except ValueError as exc:
         # A budget out of range is a length/budget problem (exit 4); other bad names are usage errors.
         error = LengthError if str(exc).startswith("budget") else UsageError
@@ -234,6 +241,7 @@ def answer_record(run: AnswerRun, result: AnswerResult) -> dict:
         "seconds": round(run.costs.seconds, 3),
         "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in run.documents],
         "cache": config.cache.method,
+        "refresh_every": config.cache.refresh_every if config.cache.method in REFRESH_HOSTS else None,
         "filter": config.cache.filter,
         "budget": config.cache.budget if config.cache.filter not in (None, "none") else None,
         "kept_tokens": finished.kept_tokens,

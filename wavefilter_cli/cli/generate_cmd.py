@@ -52,6 +52,7 @@ def _overrides(**flags) -> dict[str, object]:
         "max_tokens": "generate.max_tokens", "steps": "generate.steps", "block_length": "generate.block_length",
         "sampler": "generate.sampler", "threshold": "generate.threshold", "temperature": "generate.temperature",
         "seed": "generate.seed", "system": "generate.system", "cache": "cache.method", "filter": "cache.filter",
+        "refresh_every": "cache.refresh_every",
         "budget": "cache.budget", "sink": "cache.sink", "tail": "cache.tail", "evict": "cache.evict",
         "progress": "output.progress", "ctx_tokens": "model.ctx_tokens", "chunk": "generate.chunk",
         "strategy": "generate.strategy", "chunk_tokens": "generate.chunk_tokens", "chunk_overlap": "generate.chunk_overlap",
@@ -134,6 +135,7 @@ def ask(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [env WAVEFILTER_SEED]"),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
     cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv. [env WAVEFILTER_CACHE]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="prefix and dual caches: also refresh every N steps of a block. [env WAVEFILTER_REFRESH_EVERY]"),
     filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter of the cache, or 'none'. [env WAVEFILTER_FILTER]"),
     budget: Optional[str] = typer.Option(None, "--budget", help="Context kept by the filter: a ratio in (0, 1] or a token count ≥ 16. [env WAVEFILTER_BUDGET]"),
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),
@@ -158,7 +160,7 @@ def ask(
         _run_questions(ctx, question, questions, batch_size, context, pages, password_env, as_json, cite,
                        model=model, offline=offline, device=device, dtype=dtype, max_tokens=max_tokens, steps=steps,
                        block_length=block_length, sampler=sampler, threshold=threshold, temperature=temperature,
-                       seed=seed, system=system, cache=cache, filter=filter, budget=budget, sink=sink, tail=tail,
+                       seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter, budget=budget, sink=sink, tail=tail,
                        evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
                        chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
         return
@@ -169,7 +171,7 @@ def ask(
         raise UsageError(f"{given}; pass QUESTION, or --questions FILE with one question per line")
     _run(ctx, question, context, pages, password_env, as_json, no_stream, cite, model=model, offline=offline,
          device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
-         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
+         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
          budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
          strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
 
@@ -191,6 +193,7 @@ def summarize(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed. [env WAVEFILTER_SEED]"),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
     cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy. [env WAVEFILTER_CACHE]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="prefix and dual caches: also refresh every N steps of a block. [env WAVEFILTER_REFRESH_EVERY]"),
     filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter, or 'none'. [env WAVEFILTER_FILTER]"),
     budget: Optional[str] = typer.Option(None, "--budget", help="Ratio in (0, 1] or token count ≥ 16. [env WAVEFILTER_BUDGET]"),
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),
@@ -211,6 +214,6 @@ def summarize(
 ) -> None:
     _run(ctx, None, inputs, pages, password_env, as_json, no_stream, cite, model=model, offline=offline, device=device,
          dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
-         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, filter=filter,
+         threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
          budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
          strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
