@@ -131,6 +131,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generation-filter", default="method",
                         help="filter of the host cache while generating: method (each method's own), none, or a name")
     parser.add_argument("--cache", default="prefix", help="host cache method")
+    parser.add_argument("--refresh-every", type=int, default=None,
+                        help="prefix and dual hosts: also refresh every N steps of a block (cache.refresh_every)")
     parser.add_argument("--budget", type=float, default=0.1,
                         help="filter budget: a ratio of the context in (0, 1] or a token count")
 
@@ -365,7 +367,7 @@ def base_config(args: argparse.Namespace) -> Config:
         "cache.budget": args.budget, "generate.max_tokens": args.max_tokens,
         "generate.block_length": args.block_length, "generate.sampler": args.sampler,
         "generate.chunk_overlap": args.chunk_overlap, "generate.seed": args.seed,
-        "generate.positions": args.positions,
+        "generate.positions": args.positions, "cache.refresh_every": args.refresh_every,
     })
 
 

@@ -112,7 +112,8 @@ def test_sample_source_repeats_short_split(bench, tmp_path) -> None:
     assert bench.document_name(tokenizer, sample) in DOCUMENT_NAMES
 
 
-def test_positions_flag_reaches_config(bench) -> None:
+def test_flags_reach_config(bench) -> None:
     assert bench.base_config(bench.parse_args([])).generate.positions == "compact"
-    args = bench.parse_args(["--positions", "original"])
+    args = bench.parse_args(["--positions", "original", "--refresh-every", "8"])
     assert bench.base_config(args).generate.positions == "original"
+    assert bench.base_config(args).cache.refresh_every == 8
