@@ -167,8 +167,8 @@ def ask(
     if question is None or not question.strip():
         from wavefilter_cli.errors import UsageError
 
-        given = "no question given" if question is None else f"the question {question!r} is empty"
-        raise UsageError(f"{given}; pass QUESTION, or --questions FILE with one question per line")
+        problem = "no question given" if question is None else f"the question {question!r} is empty"
+        raise UsageError(f"{problem}; pass QUESTION, or --questions FILE with one question per line")
     _run(ctx, question, context, pages, password_env, as_json, no_stream, cite, model=model, offline=offline,
          device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
