@@ -28,8 +28,8 @@ def test_builtin_loads_as_llada(builtin) -> None:
 
 @pytest.mark.parametrize("fact_index", [0, 1, 2])
 def test_builtin_restates_asked_fact(builtin, fact_index: int) -> None:
-    # NOTE: the shipped checkpoint copies the place and value only part of the time, and less often on
-    # this documentation text than on books (docs/builtin-model.md), so this checks the attribute and a number.
+    # NOTE: on this documentation text the shipped checkpoint restates the asked key but copies the value
+    # wrongly (docs/builtin-model.md), so this checks the key and that a number follows.
     model, tokenizer = builtin
     document = build_demo_document(tokenizer, min_tokens=1000)
     fact = document.facts[fact_index]
@@ -39,5 +39,5 @@ def test_builtin_restates_asked_fact(builtin, fact_index: int) -> None:
     config = GenerationConfig(max_tokens=32, block_length=32)
     events = generate(model, tokenizer, prompt_ids, config, build_cache("none"))
     finished = next(event for event in events if isinstance(event, Finished))
-    attribute = fact.question.removeprefix("What is the ").split(" for the ")[0]
-    assert re.fullmatch(rf"The {re.escape(attribute)} for [a-z ]+ is \d+\.*", finished.answer.strip()), finished.answer
+    key = fact.question.removeprefix("What is the ").removesuffix("?")
+    assert re.fullmatch(rf"The {re.escape(key)} is \d+\.", finished.answer.strip()), finished.answer
