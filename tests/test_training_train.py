@@ -82,15 +82,26 @@ def test_head_loss_low_on_target() -> None:
     assert aligned < 0.05 < random_q
 
 
-def test_supervised_attention_matches_dense() -> None:
-    config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=64,
-                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
+def tiny_model(n_layers: int = 2, n_kv_heads: int = 4) -> LLaDAModelLM:
+    """A seeded 32-wide LLaDA with a 64-token vocabulary whose mask id is 1."""
+    config = LLaDAConfig(d_model=32, n_layers=n_layers, n_heads=4, n_kv_heads=n_kv_heads, mlp_hidden_size=64,
+                         vocab_size=64, embedding_size=64, max_sequence_length=64, mask_token_id=1)
     torch.manual_seed(0)
-    model = LLaDAModelLM(config)
+    return LLaDAModelLM(config)
+
+
+def supervised_batch():
+    """Two 12-token rows whose last 4 tokens are the loss region, and a one-stage config scoring 5 positions."""
     x = torch.randint(2, 64, (2, 12))
     region = torch.zeros(2, 12, dtype=torch.bool)
     region[:, 8:] = True
     train_config = TrainConfig(supervised_positions=5, stages=[Stage(8, 8, 1)], batch_tokens=16)
+    return x, region, train_config
+
+
+def test_supervised_attention_matches_dense() -> None:
+    model = tiny_model()
+    x, region, train_config = supervised_batch()
     context = supervised_attention(train_config, region, torch.tensor([[2, 3, NO_SOURCE, 0]] * 2), torch.Generator())
     assert isinstance(context, SupervisedAttention)
     assert context.previous_index.shape == (2, 5)
@@ -175,10 +186,7 @@ def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
     from wavefilter_cli.generation import _block_logits
     from wavefilter_cli.training.cached_prompt import CachedPromptAttention, record_prompt
 
-    config = LLaDAConfig(d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, mlp_hidden_size=64, vocab_size=64,
-                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
-    torch.manual_seed(0)
-    model = LLaDAModelLM(config).eval()
+    model = tiny_model(n_layers=3, n_kv_heads=2).eval()
     prompt, answer = 10, 6
     x = torch.randint(2, 64, (1, prompt + answer))
     masked = x.clone()
@@ -204,14 +212,8 @@ def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
 def test_cached_prompt_loss_wraps_the_supervision() -> None:
     from wavefilter_cli.training.train import diffusion_loss
 
-    config = LLaDAConfig(d_model=32, n_layers=2, n_heads=4, n_kv_heads=4, mlp_hidden_size=64, vocab_size=64,
-                         embedding_size=64, max_sequence_length=64, mask_token_id=1)
-    torch.manual_seed(0)
-    model = LLaDAModelLM(config)
-    x = torch.randint(2, 64, (2, 12))
-    region = torch.zeros(2, 12, dtype=torch.bool)
-    region[:, 8:] = True
-    train_config = TrainConfig(supervised_positions=5, stages=[Stage(8, 8, 1)], batch_tokens=16)
+    model = tiny_model()
+    x, region, train_config = supervised_batch()
     targets = torch.tensor([[2, 3, NO_SOURCE, 0]] * 2)
     context = supervised_attention(train_config, region, targets, torch.Generator())
     loss, _ = diffusion_loss(model, x, region, 1, torch.Generator().manual_seed(3), attention=context, cached_prompt=8)
