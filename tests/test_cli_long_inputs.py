@@ -323,7 +323,7 @@ def test_builtin_summarize_still_exits_5(builtin_document):
 
 
 @pytest.mark.slow
-def test_demo_reads_a_document_over_the_window_in_chunks():
+def test_demo_chunks_long_document():
     result = run("demo", "--tokens", "5000", "--methods", "prefix,prefix+wavefilter")
     assert result.returncode == 0, result.stderr
     assert "over the model's 4096-token window: strategy filter" in result.stderr

@@ -204,7 +204,7 @@ def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
     recorded = record_prompt(model, x, prompt, mask_id=1)
     trained = model(noised, attention=CachedPromptAttention(recorded), logits_index=slice(prompt, None)).logits
     torch.testing.assert_close(trained, served)
-    # Dense attention over the same canvas gives other logits: the prompt then sees the unmasked tokens.
+    # Dense attention over the same canvas gives other logits: the prompt then attends to the unmasked tokens.
     dense = model(noised, logits_index=slice(prompt, None)).logits
     assert not torch.allclose(dense, served, atol=1e-4)
 

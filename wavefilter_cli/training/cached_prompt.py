@@ -14,8 +14,8 @@ passes. The first, without gradients, runs the prompt beside a fully
 masked answer and records every layer's prompt keys and values. The
 second runs the noised batch as usual, except that in every layer the
 prompt rows of the keys and values are replaced by the recorded ones. The
-answer rows then see exactly what a prefix cache serves at inference, and
-the loss (on answer rows only) trains them to predict the answer from it. The prompt
+answer rows then attend to exactly the K/V a prefix cache serves at
+inference, and the loss (on answer rows only) is computed from them. The prompt
 rows computed in the second pass feed nothing the loss reads.
 
 Shapes: B rows, H query heads, H_kv KV heads, T tokens, P prompt tokens,
