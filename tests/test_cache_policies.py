@@ -112,6 +112,28 @@ def test_evict_equals_mask_within_block(model, method):
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["prefix", "dual"])
+def test_in_block_refresh_selects_anew(model, method):
+    """An in-block refresh under eviction recomputes the whole canvas and selects again, like a block start."""
+    canvas = start_canvas()
+    block = (PROMPT_LENGTH, PROMPT_LENGTH + 8)
+    refreshed = build_cache(method, "snapkv", budget=0.25, sink=2, tail=8, evict=True,
+                            cache_options={"refresh_every": 2})
+    refreshed.begin(canvas, PROMPT_LENGTH)
+    forward_logits(model, refreshed, canvas, *block, step=0)
+    decoded = canvas.clone()
+    decoded[:, PROMPT_LENGTH : PROMPT_LENGTH + 3] = torch.tensor([10, 11, 12])
+    forward_logits(model, refreshed, decoded, *block, step=1)
+    forward_logits(model, refreshed, decoded, *block, step=2)
+    after_refresh = forward_logits(model, refreshed, decoded, *block, step=3)
+
+    fresh = build_cache(method, "snapkv", budget=0.25, sink=2, tail=8, evict=True)
+    fresh.begin(decoded, PROMPT_LENGTH)
+    forward_logits(model, fresh, decoded, *block, step=0)
+    expected = forward_logits(model, fresh, decoded, *block, step=1)
+    torch.testing.assert_close(after_refresh, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_selection_changes_attention(model):
     """A filter that drops context must change the logits (the selection is applied)."""
     canvas = start_canvas()
