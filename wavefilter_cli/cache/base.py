@@ -210,9 +210,9 @@ class CachePolicy(ABC):
         slots before ``block_start - lead``, None keeps nothing. Layers up to
         ``keep_through`` keep their stored K/V and write only the window
         [block_start - lead, block_end). ``inspect(layer, q, window_rows,
-        layer_kv)`` sees each layer after it stored. ``reselect`` makes a
-        filter select again over the whole canvas, which is fed in full even
-        after an eviction.
+        layer_kv)`` sees each layer after it stored. With ``reselect`` the
+        filter selects again, and the whole canvas is fed even after an
+        eviction.
         """
         assert self.state.selection is None or self.state.selection.finished, "call end_step() after each forward"
         select = self.selection_due(step) or (reselect and self.key_filter is not None)

@@ -42,7 +42,6 @@ class DualCache(CachePolicy):
 
     def feed(self, canvas: Tensor, block_start: int, block_end: int, step: int, lead: int) -> Feed:
         if refresh_due(step, self.options.refresh_every):
-            # A refresh inside the block recomputes the whole canvas, so a filter selects again
-            # with the decoded tokens in view rather than recomputing only the tokens it kept.
+            # An in-block refresh recomputes the whole canvas, so the filter selects with the decoded tokens in view.
             return self.refresh_feed(block_start, block_end, step, lead, store="all", reselect=step > 0)
         return Feed(block_start - lead, block_end, DualStepAttention(self.state, block_start - lead))
