@@ -158,7 +158,7 @@ def test_budget_without_filter_warns(llada_dir, document):
     assert "has no effect" not in with_filter.stderr
 
 
-def test_refresh_every_adds_forward_passes(llada_dir, document):
+def test_refresh_every_in_json(llada_dir, document):
     base = ("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--json", "--max-tokens", "16",
             "--block-length", "16", "--steps", "16", "--cache", "prefix")
     plain = run(*base)
