@@ -11,7 +11,9 @@ import torch
 from wavefilter_cli.models import load_model
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 from wavefilter_cli.training.supervision import NO_SOURCE, CopySources, SupervisedAttention, head_loss
+from wavefilter_cli.training.data import Sample
 from wavefilter_cli.training.train import (
+    BatchSource,
     Stage,
     TrainConfig,
     export_model,
@@ -146,6 +148,32 @@ def test_learning_rate_restarts_at_a_stage() -> None:
     # A restart on the first stage is simply the run's own peak.
     first = TrainConfig(lr=2e-3, warmup_steps=10, stages=[Stage(96, 128, 100, restart_lr=5e-4)])
     assert lr_cycles(first) == [(0, 100, 2e-3)]
+
+
+class CountingSamples:
+    """Stands in for the sample generator: records the tasks asked for and returns filler samples."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.asked: list[str] = []
+
+    def make(self, task: str, target_tokens: int, rng) -> Sample:
+        self.asked.append(task)
+        answer = [self.tokenizer.eos_token_id] * 32
+        return Sample(task, [5] * target_tokens, answer, "", "", "")
+
+
+def test_stage_task_weights_replace_the_run_mix(tokenizer) -> None:
+    config = TrainConfig(batch_tokens=4096, mlm_share=0.0)
+    samples = CountingSamples(tokenizer)
+    source = BatchSource(config, lambda: samples, seed=0)
+    for _ in range(4):
+        source.next(Stage(96, 128, 1, task_weights={"niah_multikey": 1.0}))
+    assert samples.asked and set(samples.asked) == {"niah_multikey"}
+    samples.asked.clear()
+    for _ in range(4):
+        source.next(Stage(96, 128, 1))
+    assert set(samples.asked) > {"niah_single", "niah_multikey"}
 
 
 @needs_haystack

@@ -63,6 +63,7 @@ class Stage:
     ``copy_layers``, when set, replaces the run's ``copy_layer`` for this stage.
     ``cached_prompt_share`` is the share of look-up batches whose answer is
     trained against the prompt K/V a prefix cache serves (training/cached_prompt.py).
+    ``task_weights``, when set, replaces the run's task mix for this stage.
     """
 
     min_length: int
@@ -71,6 +72,18 @@ class Stage:
     restart_lr: float | None = None
     copy_layers: list[int] | None = None
     cached_prompt_share: float = 0.0
+    task_weights: dict[str, float] | None = None
+
+
+#: Task mix of the fourth learning-rate cycle.
+FOURTH_CYCLE_TASKS = {
+    "niah_single": 2.0,
+    "niah_multikey": 6.0,
+    "niah_multivalue": 1.0,
+    "niah_multiquery": 1.5,
+    "quote": 0.5,
+    "vartrack": 0.5,
+}
 
 
 @dataclass
@@ -113,6 +126,10 @@ class TrainConfig:
             # Half of its look-up batches answer from the prompt K/V a prefix cache would serve.
             Stage(256, 2048, 800, restart_lr=6e-4, copy_layers=[1, 3], cached_prompt_share=0.5),
             Stage(1024, 4096, 400, copy_layers=[1, 3], cached_prompt_share=0.5),
+            # Fourth cycle: twice the multi-key share, where the heads confuse facts that share a
+            # sentence pattern, and no prefix-cache batches (a mid-answer refresh closes that gap).
+            Stage(256, 1024, 500, restart_lr=5e-4, copy_layers=[1, 3], task_weights=FOURTH_CYCLE_TASKS),
+            Stage(1024, 4096, 1000, copy_layers=[1, 3], task_weights=FOURTH_CYCLE_TASKS),
         ]
     )
     # Random start offset added to every position, so absolute positions up to
@@ -288,8 +305,6 @@ class BatchSource:
         tokenizer = self.samples.tokenizer
         self.copy_sources = CopySources(tokenizer)
         self.no_copy = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|eot_id|>")}
-        names = list(config.task_weights)
-        self.tasks, self.weights = names, [config.task_weights[n] for n in names]
 
     def next(self, stage: Stage):
         """One batch: input_ids (B, T), loss region (B, T) bool, copy targets (B, K) of the region's positions."""
@@ -305,8 +320,9 @@ class BatchSource:
                 region[row, start : start + self.config.answer_length] = True
             return input_ids, region, torch.full((batch, self.config.answer_length), NO_SOURCE)
         rows = []
+        weights = stage.task_weights or self.config.task_weights
         for _ in range(batch):
-            task = self.rng.choices(self.tasks, self.weights)[0]
+            task = self.rng.choices(list(weights), list(weights.values()))[0]
             try:
                 rows.append(self.samples.make(task, length, self.rng))
             except ValueError:
