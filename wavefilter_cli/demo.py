@@ -57,8 +57,12 @@ def topic_paragraphs() -> list[str]:
     return paragraphs
 
 
-def build_demo_document(tokenizer, min_tokens: int = 8192, seed: int = 0) -> DemoDocument:
-    """Build a document of at least ``min_tokens`` tokens with three planted facts at depths 0.2, 0.5 and 0.8."""
+def build_demo_document(tokenizer, min_tokens: int = 8192, seed: int = 0, planted: tuple[int, ...] = (0, 1, 2)) -> DemoDocument:
+    """Build a document of at least ``min_tokens`` tokens with planted facts.
+
+    ``planted`` indexes ``FACT_TEMPLATES``: fact i goes in at depth ``DEPTHS[i]``
+    (0.2, 0.5 and 0.8 of the paragraphs).
+    """
     rng = random.Random(seed)
     paragraphs = topic_paragraphs()
     chosen, tokens = [], 0
@@ -68,8 +72,10 @@ def build_demo_document(tokenizer, min_tokens: int = 8192, seed: int = 0) -> Dem
         if tokens >= min_tokens:
             break
     facts = []
-    for (attribute, place), depth in zip(FACT_TEMPLATES, DEPTHS):
+    for index, ((attribute, place), depth) in enumerate(zip(FACT_TEMPLATES, DEPTHS)):
         value = str(rng.randint(1000, 99999))
+        if index not in planted:
+            continue
         facts.append(
             PlantedFact(
                 sentence=f"The {attribute} for the {place} is {value}.",
