@@ -170,7 +170,10 @@ def test_refresh_every_in_json(llada_dir, document):
     assert refreshed_record["refresh_every"] == 4
     # The refresh steps (4, 8, 12) feed the whole canvas, so the step count is unchanged.
     assert refreshed_record["steps"] == plain_record["steps"]
-    assert run(*base, "--refresh-every", "0").returncode == 2
+    block_starts = run(*base, "--refresh-every", "0")
+    assert block_starts.returncode == 0, block_starts.stderr
+    assert json.loads(block_starts.stdout)["refresh_every"] is None
+    assert run(*base, "--refresh-every", "-1").returncode == 2
 
 
 @pytest.mark.parametrize("method, expected", [("prefix", 4), ("dual", 4), ("none", None), ("dkv", 2)])

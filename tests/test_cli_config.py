@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from wavefilter_cli.cli.app import main
-from wavefilter_cli.config import KEYS, Config
+from wavefilter_cli.config import BUILTIN_DIR, KEYS, Config, model_defaults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,7 +87,7 @@ def test_show_prints_every_key(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -
 def test_show_lines_are_toml(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(capsys, "config", "show")
 
-    defaults = Config()
+    defaults = Config().replace(model_defaults("builtin")[0])
     for line in out.splitlines():
         key, _, value = line.partition(" = ")
         parsed = tomllib.loads(f"x = {value}")["x"]
@@ -98,8 +98,12 @@ def test_show_lines_are_toml(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> 
 def test_show_sources_default(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(capsys, "config", "show", "--sources")
 
-    assert "cache.budget = 0.1  # default" in out.splitlines()
-    assert all(line.endswith("  # default") for line in out.splitlines())
+    lines = out.splitlines()
+    builtin = f"cache.refresh_every = 8  # model {BUILTIN_DIR / 'config.json'}"
+
+    assert "cache.budget = 0.1  # default" in lines
+    assert builtin in lines
+    assert all(line.endswith("  # default") for line in lines if line != builtin)
 
 
 def test_show_without_sources_has_no_comments(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,7 +164,7 @@ def test_show_json(dirs: Dirs, capsys: pytest.CaptureFixture[str]) -> None:
     assert list(data) == ["model", "generate", "cache", "ingest", "output"]
     assert data["generate"]["steps"] is None
     assert data["ingest"]["include"] == ["*.pdf"]
-    assert data == Config().replace({"ingest.include": ["*.pdf"]}).to_dict()
+    assert data == Config().replace({"ingest.include": ["*.pdf"], **model_defaults("builtin")[0]}).to_dict()
 
 
 def test_show_json_with_sources(dirs: Dirs, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -171,10 +172,71 @@ def test_layers_merge_per_key(layout: Layout) -> None:
 
 def test_defaults_without_files(layout: Layout) -> None:
     config, sources = layout.load()
+    builtin_source = f"model {cfg.BUILTIN_DIR / 'config.json'}"
 
-    assert config == Config()
+    assert config == Config().replace({"cache.refresh_every": 8})
     assert set(sources) == {info.key for info in KEYS}
+    assert sources.pop("cache.refresh_every") == builtin_source
     assert set(sources.values()) == {"default"}
+
+
+# ---------------------------------------------------------------------------
+# Settings a checkpoint recommends
+# ---------------------------------------------------------------------------
+
+
+def checkpoint(tmp_path: Path, defaults: object) -> Path:
+    """Write a checkpoint folder whose config.json carries ``defaults`` as its wavefilter_defaults."""
+    folder = tmp_path / "model"
+    write(folder / "config.json", json.dumps({"model_type": "llada", "wavefilter_defaults": defaults}))
+    return folder
+
+
+def test_model_defaults_fill_unset_keys(layout: Layout, tmp_path: Path) -> None:
+    folder = checkpoint(tmp_path, {"cache.refresh_every": 4, "generate.block_length": 16})
+    config, sources = layout.load(overrides={"model.name": str(folder), "generate.block_length": 64})
+
+    assert config.cache.refresh_every == 4
+    assert sources["cache.refresh_every"] == f"model {folder / 'config.json'}"
+    assert config.generate.block_length == 64
+    assert sources["generate.block_length"] == "flag"
+
+
+@pytest.mark.parametrize("level", ["project", "env", "flag"])
+def test_model_defaults_yield_to_user(layout: Layout, level: str) -> None:
+    if level == "project":
+        write(layout.project_file, "[cache]\nrefresh_every = 0\n")
+    elif level == "env":
+        layout.env["WAVEFILTER_REFRESH_EVERY"] = "none"
+    config, _ = layout.load(overrides={"cache.refresh_every": 0} if level == "flag" else None)
+
+    assert not config.cache.refresh_every
+
+
+def test_model_without_defaults_keeps_defaults(layout: Layout, tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    write(folder / "config.json", json.dumps({"model_type": "llada"}))
+    config, sources = layout.load(overrides={"model.name": str(folder)})
+
+    assert config == Config().replace({"model.name": str(folder)})
+    assert sources["cache.refresh_every"] == "default"
+
+
+@pytest.mark.parametrize(
+    "defaults, message",
+    [
+        ({"cache.refresh": 8}, "unknown key cache.refresh"),
+        ({"cache.refresh_every": -1}, "cache.refresh_every"),
+        ([8], "must be an object"),
+    ],
+)
+def test_bad_model_defaults_name_the_file(layout: Layout, tmp_path: Path, defaults: object, message: str) -> None:
+    folder = checkpoint(tmp_path, defaults)
+    with pytest.raises(UsageError) as caught:
+        layout.load(overrides={"model.name": str(folder)})
+
+    assert message in str(caught.value)
+    assert str(folder / "config.json") in str(caught.value)
 
 
 def test_default_values_match_spec() -> None:
@@ -603,7 +665,7 @@ def test_env_unrelated_variables_ignored(layout: Layout) -> None:
 
     config, _ = layout.load()
 
-    assert config == Config()
+    assert config == Config().replace(cfg.model_defaults("builtin")[0])
 
 
 def test_load_reads_os_environ_by_default(layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:

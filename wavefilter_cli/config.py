@@ -37,6 +37,12 @@ import typer
 
 from wavefilter_cli.errors import UsageError
 
+#: ``--model`` name of the model shipped in the package, and its folder.
+BUILTIN_NAME = "builtin"
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin_model"
+#: Key of a checkpoint's config.json whose object sets this tool's defaults for that model.
+MODEL_DEFAULTS_KEY = "wavefilter_defaults"
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
@@ -180,7 +186,7 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
     KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter and retrieve strategies keep: compact renumbers them, original keeps their place in the whole input."),
     KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv.", _non_empty),
-    KeyInfo("cache.refresh_every", "WAVEFILTER_REFRESH_EVERY", "Hosts prefix and dual: also refresh the cache every N steps inside a block (≥ 1); none refreshes at block starts only.", _optional(_int_at_least(1))),
+    KeyInfo("cache.refresh_every", "WAVEFILTER_REFRESH_EVERY", "Hosts prefix and dual: also refresh the cache every N steps inside a block; 0 or none refreshes at block starts only.", _optional(_int_at_least(0))),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),
     KeyInfo("cache.sink", "WAVEFILTER_SINK", "Leading tokens always kept (≥ 0).", _int_at_least(0)),
@@ -745,7 +751,50 @@ def load_config(
         sources[key] = "flag"
 
     config = Config().replace(values)
-    return config, sources
+    return apply_model_defaults(config, sources)
+
+
+def apply_model_defaults(config: Config, sources: dict[str, str]) -> tuple[Config, dict[str, str]]:
+    """Fill the keys still at their default with the settings the configured checkpoint recommends.
+
+    A checkpoint's config.json may carry a ``wavefilter_defaults`` object of
+    dotted keys (the built-in model sets ``cache.refresh_every``). Any file,
+    variable or flag overrides it. Their source reads "model PATH".
+    """
+    recommended, source = model_defaults(config.model.name)
+    unset = {key: value for key, value in recommended.items() if sources[key] == "default"}
+    if not unset:
+        return config, sources
+    sources = dict(sources)
+    for key in unset:
+        sources[key] = source
+    return config.replace(unset), sources
+
+
+def model_defaults(name: str) -> tuple[dict[str, Any], str]:
+    """Return the ``wavefilter_defaults`` of checkpoint ``name`` (dotted keys) and their source name.
+
+    Reads only config.json of ``builtin`` or of a local folder. A hub id or a
+    folder without a readable config.json gives none, and loading the model reports the problem.
+    """
+    folder = BUILTIN_DIR if name == BUILTIN_NAME else Path(name).expanduser()
+    config_file = folder / "config.json"
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}, ""
+    table = raw.get(MODEL_DEFAULTS_KEY) if isinstance(raw, dict) else None
+    if table is None:
+        return {}, ""
+    origin = f"{config_file} {MODEL_DEFAULTS_KEY}"
+    if not isinstance(table, dict):
+        raise UsageError(f"{origin} must be an object of dotted config keys: fix the checkpoint's config.json")
+    values = {}
+    for key, value in table.items():
+        if key not in KEY_INFO:
+            raise UsageError(f"{origin}: unknown key {key}: use keys that `wavefilter config show` lists")
+        values[key] = _checked(key, value, origin)
+    return values, f"model {config_file}"
 
 
 # ---------------------------------------------------------------------------

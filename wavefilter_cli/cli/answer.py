@@ -241,7 +241,7 @@ def answer_record(run: AnswerRun, result: AnswerResult) -> dict:
         "seconds": round(run.costs.seconds, 3),
         "inputs": [{"source": d.source, "pages": d.pages, "characters": len(d.text)} for d in run.documents],
         "cache": config.cache.method,
-        "refresh_every": config.cache.refresh_every if config.cache.method in REFRESH_HOSTS else None,
+        "refresh_every": (config.cache.refresh_every or None) if config.cache.method in REFRESH_HOSTS else None,
         "filter": config.cache.filter,
         "budget": config.cache.budget if config.cache.filter not in (None, "none") else None,
         "kept_tokens": finished.kept_tokens,

@@ -194,7 +194,7 @@ def batch(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed, the same for every record. [env WAVEFILTER_SEED]"),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt. [env WAVEFILTER_SYSTEM]"),
     cache: Optional[str] = typer.Option(None, "--cache", help="KV-cache policy. [env WAVEFILTER_CACHE]"),
-    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="prefix and dual caches: also refresh every N steps of a block. [env WAVEFILTER_REFRESH_EVERY]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="prefix and dual caches: also refresh every N steps of a block; 0 refreshes at block starts only. [env WAVEFILTER_REFRESH_EVERY]"),
     filter: Optional[str] = typer.Option(None, "--filter", help="Key-token filter of the cache, or 'none'. [env WAVEFILTER_FILTER]"),
     budget: Optional[str] = typer.Option(None, "--budget", help="Context kept by the filter: a ratio in (0, 1] or a token count ≥ 16. [env WAVEFILTER_BUDGET]"),
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens always kept. [env WAVEFILTER_SINK]"),

@@ -546,7 +546,7 @@ def bench(
     seed: Optional[int] = typer.Option(None, "--seed", help="Generation seed, the same for every method. [env WAVEFILTER_SEED]"),
     sink: Optional[int] = typer.Option(None, "--sink", help="First prompt tokens filters always keep. [env WAVEFILTER_SINK]"),
     tail: Optional[int] = typer.Option(None, "--tail", help="Last prompt tokens filters always keep. [env WAVEFILTER_TAIL]"),
-    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="Hosts prefix and dual: also refresh every N steps of a block. [env WAVEFILTER_REFRESH_EVERY]"),
+    refresh_every: Optional[int] = typer.Option(None, "--refresh-every", metavar="N", help="Hosts prefix and dual: also refresh every N steps of a block; 0 refreshes at block starts only. [env WAVEFILTER_REFRESH_EVERY]"),
     evict: Optional[bool] = typer.Option(None, "--evict/--no-evict", help="Drop unkept K/V (saves memory) or only mask it. [env WAVEFILTER_EVICT]", show_default=False),
     haystack: Optional[Path] = typer.Option(None, "--haystack", metavar="DIR", help="Folder of plain-text books for the ruler and lookup suites (default: ../shared/data/haystack beside the repository)."),
     data: Optional[Path] = typer.Option(None, "--data", metavar="DIR", help="Folder of LongBench <task>.jsonl files."),
@@ -598,7 +598,7 @@ def bench(
         "methods": [method.name for method in method_list], "gen_length": gen_length,
         "stop_early": not no_early_stop, "block_length": generation.block_length, "steps": generation.steps,
         "sampler": generation.sampler, "seed": generation.seed, "sink": config.cache.sink, "tail": config.cache.tail,
-        "evict": config.cache.evict, "refresh_every": config.cache.refresh_every, "dtype": str(loaded_model.placement.dtype).removeprefix("torch."),
+        "evict": config.cache.evict, "refresh_every": config.cache.refresh_every or None, "dtype": str(loaded_model.placement.dtype).removeprefix("torch."),
         **source.details,
     }
     document = results_document(

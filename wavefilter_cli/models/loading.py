@@ -18,14 +18,13 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from wavefilter_cli.config import BUILTIN_DIR, BUILTIN_NAME
 from wavefilter_cli.errors import DeviceError, ModelError
 from wavefilter_cli.models.dream import DreamConfig, DreamModel
 from wavefilter_cli.models.llada import LLaDAConfig, LLaDAModelLM
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_NAME = "builtin"
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin_model"
 
 #: model_type in config.json -> (config class, model class).
 ARCHITECTURES = {

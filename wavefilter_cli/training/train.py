@@ -393,6 +393,8 @@ def export_model(run_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     config = json.loads((ckpt / "config.json").read_text())
     # The CLI refuses tasks this model was not trained for (summaries) before doing any work.
     config["wavefilter_capabilities"] = ["lookup-only"]
+    # Under the prefix and dual hosts this model needs a refresh once the answer's key words are decoded.
+    config["wavefilter_defaults"] = {"cache.refresh_every": 8}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for item in tokenizer_dir.iterdir():
         if item.name.startswith("tokenizer") or item.name == "special_tokens_map.json" or item.name.endswith(".jinja"):
