@@ -254,6 +254,8 @@ def _decode(
     # A single generator draws exactly what a list of one draws. Passing it keeps the B = 1 path unchanged.
     random_source = generators[0] if rows == 1 else generators
     policy.begin(canvas, prompt_length, batch.key_mask)
+    # Positions the canvas spans, which set the RoPE base of a model with dynamic scaling.
+    span = canvas.shape[1] if batch.positions is None else int(batch.positions.max()) + 1
     steps_per_block = config.steps_per_block()
     counters = _Counters()
     answers: list[list[int]] = [[] for _ in range(rows)]
@@ -273,7 +275,7 @@ def _decode(
             open_rows = [config.block_length if is_active else 0 for is_active in active]
             plan = sampler.begin_block(masked, steps_per_block if sampler.uses_steps else None)
             for step in range(plan.max_steps):
-                logits = _block_logits(model, policy, canvas, batch.positions, start, end, step, shift)
+                logits = _block_logits(model, policy, canvas, batch.positions, start, end, step, shift, span)
                 policy.end_step()
                 counters.forward_passes += 1
                 counters.steps += 1
@@ -337,6 +339,7 @@ def _block_logits(
     end: int,
     step: int,
     shift: int,
+    span: int,
 ) -> Tensor:
     """Run the forward the policy plans for ``step`` of block [start, end); returns the block's logits (B, Lb, V)."""
     feed = policy.feed(canvas, start, end, step, shift)
@@ -355,6 +358,7 @@ def _block_logits(
         position_ids=fed_positions,
         attention=feed.attention,
         logits_index=rows,
+        rope_span=span,
     ).logits
 
 

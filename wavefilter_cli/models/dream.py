@@ -18,7 +18,16 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
 from wavefilter_cli.models.attention import AttentionContext, DenseAttention
-from wavefilter_cli.models.layers import RMSNorm, default_positions, rope_tables, select_rows, self_attention
+from wavefilter_cli.models.layers import (
+    ROPE_SCALING_TYPES,
+    RMSNorm,
+    default_positions,
+    dynamic_rope_theta,
+    rope_scaling_fields,
+    rope_tables,
+    select_rows,
+    self_attention,
+)
 
 
 class DreamConfig(PretrainedConfig):
@@ -61,10 +70,8 @@ class DreamConfig(PretrainedConfig):
         self.rope_theta = rope_theta
         self.use_sliding_window = use_sliding_window
         self.mask_token_id = mask_token_id
-        # Popped so transformers 5 does not warn about the legacy field; only
-        # the default (unscaled) RoPE is implemented.
-        scaling = kwargs.pop("rope_scaling", None) or {}
-        self.rope_scaling_type = scaling.get("rope_type", scaling.get("type", "default"))
+        # Popped so transformers 5 does not warn about the legacy field; see ``rope_theta_for``.
+        self.rope_scaling_type, self.rope_scaling_factor = rope_scaling_fields(kwargs.pop("rope_scaling", None))
         super().__init__(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
@@ -86,12 +93,21 @@ class DreamConfig(PretrainedConfig):
         """Prompt plus answer tokens: the Dream authors ask users to stay within 2,048."""
         return min(2048, self.max_position_embeddings)
 
+    def rope_theta_for(self, span: int | None) -> float:
+        """Return the RoPE base for a canvas of ``span`` positions (None: the configured base).
+
+        Dynamic scaling starts past ``max_position_embeddings``, as in transformers.
+        """
+        if span is None or self.rope_scaling_type != "dynamic":
+            return self.rope_theta
+        return dynamic_rope_theta(self.rope_theta, self.head_dim, span, self.max_position_embeddings, self.rope_scaling_factor)
+
     def unsupported_features(self) -> list[str]:
         """Config settings this implementation does not compute, as ``field=value`` strings."""
         found = []
         if self.hidden_act != "silu":
             found.append(f"hidden_act={self.hidden_act!r}")
-        if self.rope_scaling_type != "default":
+        if self.rope_scaling_type not in ROPE_SCALING_TYPES:
             found.append(f"rope_scaling.rope_type={self.rope_scaling_type!r}")
         if self.use_sliding_window:
             found.append("use_sliding_window=True")
@@ -182,6 +198,7 @@ class DreamModel(PreTrainedModel):
         position_ids: Tensor | None = None,
         attention: AttentionContext | None = None,
         logits_index: Tensor | slice | None = None,
+        rope_span: int | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Raw logits for the fed tokens; see ``LLaDAModelLM.forward`` for the arguments.
@@ -190,7 +207,7 @@ class DreamModel(PreTrainedModel):
         """
         attention = attention if attention is not None else DenseAttention()
         positions = position_ids if position_ids is not None else default_positions(input_ids)
-        rope = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
+        rope = rope_tables(positions, self.config.head_dim, self.config.rope_theta_for(rope_span))
         x = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             x = layer(x, rope, attention)

@@ -28,6 +28,30 @@ class RMSNorm(nn.Module):
         return self.weight * normed.to(x.dtype)
 
 
+#: RoPE scaling types the models compute: none, and dynamic NTK-aware scaling of the base.
+ROPE_SCALING_TYPES = ("default", "dynamic")
+
+
+def rope_scaling_fields(raw: dict | None) -> tuple[str, float]:
+    """Return (type, factor) of a config's ``rope_scaling`` entry; None means unscaled RoPE."""
+    raw = raw or {}
+    return raw.get("rope_type", raw.get("type", "default")), float(raw.get("factor", 1.0))
+
+
+def dynamic_rope_theta(theta: float, head_dim: int, span: int, trained: int, factor: float = 1.0) -> float:
+    """Return the RoPE base for a canvas of ``span`` positions under dynamic NTK-aware scaling.
+
+    Up to ``trained`` positions the base stays ``theta``. Past it the base is
+    multiplied by (factor · span / trained − (factor − 1)) ** (D / (D − 2)),
+    the rule of the ``dynamic`` rope type in transformers. The slowest
+    frequency then turns over the longer canvas as far as it turned over the
+    trained length, while the fastest hardly changes.
+    """
+    if span <= trained:
+        return theta
+    return theta * (factor * span / trained - (factor - 1)) ** (head_dim / (head_dim - 2))
+
+
 def rope_tables(position_ids: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """Cos and sin tables of rotate-half RoPE, in float32.
 

@@ -19,7 +19,16 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MaskedLMOutput
 
 from wavefilter_cli.models.attention import AttentionContext, DenseAttention
-from wavefilter_cli.models.layers import RMSNorm, default_positions, rope_tables, select_rows, self_attention
+from wavefilter_cli.models.layers import (
+    ROPE_SCALING_TYPES,
+    RMSNorm,
+    default_positions,
+    dynamic_rope_theta,
+    rope_scaling_fields,
+    rope_tables,
+    select_rows,
+    self_attention,
+)
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -81,6 +90,8 @@ class LLaDAConfig(PretrainedConfig):
         self.layer_norm_type = layer_norm_type
         self.attention_layer_norm = attention_layer_norm
         self.mask_token_id = mask_token_id
+        # Popped so transformers 5 does not rewrite the legacy field; see ``rope_theta_for``.
+        self.rope_scaling_type, self.rope_scaling_factor = rope_scaling_fields(kwargs.pop("rope_scaling", None))
         super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
 
     @property
@@ -100,8 +111,27 @@ class LLaDAConfig(PretrainedConfig):
         """Tokens the model was trained on (prompt plus answer)."""
         return self.max_sequence_length
 
+    def rope_theta_for(self, span: int | None) -> float:
+        """Return the RoPE base for a canvas of ``span`` positions (None: the configured base).
+
+        With ``"rope_scaling": {"rope_type": "dynamic"}`` a canvas longer than
+        ``max_sequence_length`` gets a larger base (``dynamic_rope_theta``).
+        """
+        if span is None or self.rope_scaling_type != "dynamic":
+            return self.rope_theta
+        return dynamic_rope_theta(self.rope_theta, self.head_dim, span, self.max_sequence_length, self.rope_scaling_factor)
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        if self.rope_scaling_type != "default":
+            output["rope_scaling"] = {"rope_type": self.rope_scaling_type, "factor": self.rope_scaling_factor}
+        output.pop("rope_scaling_type", None)
+        output.pop("rope_scaling_factor", None)
+        return output
+
     def unsupported_features(self) -> list[str]:
         """Config settings this implementation does not compute, as ``field=value`` strings."""
+        found = [] if self.rope_scaling_type in ROPE_SCALING_TYPES else [f"rope_scaling.rope_type={self.rope_scaling_type!r}"]
         checks = {
             "block_type": (self.block_type, "llama"),
             "activation_type": (self.activation_type, "silu"),
@@ -110,7 +140,7 @@ class LLaDAConfig(PretrainedConfig):
             "include_bias": (self.include_bias, False),
             "weight_tying": (self.weight_tying, False),
         }
-        return [f"{name}={value!r}" for name, (value, expected) in checks.items() if value != expected]
+        return found + [f"{name}={value!r}" for name, (value, expected) in checks.items() if value != expected]
 
 
 class LLaDABlock(nn.Module):
@@ -192,6 +222,7 @@ class LLaDAModelLM(PreTrainedModel):
         position_ids: Tensor | None = None,
         attention: AttentionContext | None = None,
         logits_index: Tensor | slice | None = None,
+        rope_span: int | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
         """Logits for the fed tokens.
@@ -201,12 +232,14 @@ class LLaDAModelLM(PreTrainedModel):
         what the fed tokens attend to (default: each other, no cache).
         ``logits_index`` selects the rows of the final hidden states that get
         logits (a slice along T, or a (B, K) index tensor). Returns logits
-        (B, T or K, V).
+        (B, T or K, V). ``rope_span`` is the number of positions of the
+        whole canvas, which sets the RoPE base under dynamic scaling
+        (``LLaDAConfig.rope_theta_for``); None uses the configured base.
         """
         t = self.model.transformer
         attention = attention if attention is not None else DenseAttention()
         positions = position_ids if position_ids is not None else default_positions(input_ids)
-        rope = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
+        rope = rope_tables(positions, self.config.head_dim, self.config.rope_theta_for(rope_span))
         x = t["wte"](input_ids)
         for block in t["blocks"]:
             x = block(x, rope, attention)

@@ -71,11 +71,15 @@ def main() -> None:
                         help="tokens per diffusion block (default: the whole answer in one block)")
     parser.add_argument("--show", action="store_true", help="print each expected answer next to the decoded one")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rope-scaling", choices=("config", "default", "dynamic"), default="config",
+                        help="RoPE past the trained window: as the checkpoint's config.json says, unscaled, or dynamic NTK")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
     tokenizer = load_tokenizer(model.checkpoint_dir, model.config)
+    if args.rope_scaling != "config":
+        model.config.rope_scaling_type = args.rope_scaling
     rows = evaluate(model, tokenizer, Haystack(args.haystack), args.tasks.split(","),
                     [int(x) for x in args.lengths.split(",")], args.samples, args.cache, args.filter, args.budget,
                     sampler=args.sampler, max_tokens=args.max_tokens, show=args.show,
@@ -83,7 +87,8 @@ def main() -> None:
     print(f"{'task':<18} {'length':>7} {'accuracy':>9} {'seconds':>8}")
     for row in rows:
         print(f"{row['task']:<18} {row['length']:>7} {row['accuracy']:>9.2f} {row['seconds']:>8.1f}")
-    print(json.dumps({"model": args.model, "cache": args.cache, "filter": args.filter, "results": rows}))
+    print(json.dumps({"model": args.model, "cache": args.cache, "filter": args.filter,
+                      "rope_scaling": model.config.rope_scaling_type, "results": rows}))
 
 
 if __name__ == "__main__":
