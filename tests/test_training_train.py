@@ -225,9 +225,9 @@ def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
     # Inference: the prefix cache encodes the prompt beside a fully masked block, then serves it.
     policy = build_cache("prefix")
     policy.begin(masked, prompt)
-    _block_logits(model, policy, masked, None, prompt, prompt + answer, 0, 0)
+    _block_logits(model, policy, masked, None, prompt, prompt + answer, 0, 0, prompt + answer)
     policy.end_step()
-    served = _block_logits(model, policy, noised, None, prompt, prompt + answer, 1, 0)
+    served = _block_logits(model, policy, noised, None, prompt, prompt + answer, 1, 0, prompt + answer)
 
     recorded = record_prompt(model, x, prompt, mask_id=1)
     trained = model(noised, attention=CachedPromptAttention(recorded), logits_index=slice(prompt, None)).logits
