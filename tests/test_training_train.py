@@ -206,7 +206,10 @@ def test_training_smoke_resume_and_export(tmp_path: Path) -> None:
     export_model(run, tokenizer_dir, out)
     model = load_model(str(out), device="cpu")
     assert model.config.n_layers == 2
-    assert "lookup-only" in json.loads((out / "config.json").read_text())["wavefilter_capabilities"]
+    exported = json.loads((out / "config.json").read_text())
+    assert "lookup-only" in exported["wavefilter_capabilities"]
+    assert exported["wavefilter_defaults"] == {"cache.refresh_every": 8}
+    assert model.config.rope_scaling_type == "dynamic"
 
 
 def test_cached_prompt_attention_matches_a_prefix_cache_step() -> None:
