@@ -90,7 +90,7 @@ class LLaDAConfig(PretrainedConfig):
         self.layer_norm_type = layer_norm_type
         self.attention_layer_norm = attention_layer_norm
         self.mask_token_id = mask_token_id
-        # Popped so transformers 5 does not rewrite the legacy field; see ``rope_theta_for``.
+        # Popped so transformers 5 does not warn about the legacy field; see ``rope_theta_for``.
         self.rope_scaling_type, self.rope_scaling_factor = rope_scaling_fields(kwargs.pop("rope_scaling", None))
         super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
 

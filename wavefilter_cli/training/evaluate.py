@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print each expected answer next to the decoded one")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rope-scaling", choices=("config", "default", "dynamic"), default="config",
-                        help="RoPE past the trained window: as the checkpoint's config.json says, unscaled, or dynamic NTK")
+                        help="RoPE scaling past the trained window: the checkpoint's config.json, none (default) or dynamic NTK")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -395,7 +395,7 @@ def export_model(run_dir: Path, tokenizer_dir: Path, out_dir: Path) -> None:
     config["wavefilter_capabilities"] = ["lookup-only"]
     # Under the prefix and dual hosts this model needs a refresh once the answer's key words are decoded.
     config["wavefilter_defaults"] = {"cache.refresh_every": 8}
-    # Past its 4,096-token window this model answers with fragments under plain RoPE (docs/builtin-model.md).
+    # Past its 4,096-token window this model decodes fragments under plain RoPE (docs/builtin-model.md).
     config["rope_scaling"] = {"rope_type": "dynamic", "factor": 1.0}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for item in tokenizer_dir.iterdir():
