@@ -73,6 +73,7 @@ def build_demo_document(tokenizer, min_tokens: int = 8192, seed: int = 0, plante
             break
     facts = []
     for index, ((attribute, place), depth) in enumerate(zip(FACT_TEMPLATES, DEPTHS)):
+        # A value is drawn for every template, so a fact has the same value whichever others are planted.
         value = str(rng.randint(1000, 99999))
         if index not in planted:
             continue

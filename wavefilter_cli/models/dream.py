@@ -19,10 +19,9 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from wavefilter_cli.models.attention import AttentionContext, DenseAttention
 from wavefilter_cli.models.layers import (
-    ROPE_SCALING_TYPES,
     RMSNorm,
+    RopeScaling,
     default_positions,
-    dynamic_rope_theta,
     rope_scaling_fields,
     rope_tables,
     select_rows,
@@ -30,7 +29,7 @@ from wavefilter_cli.models.layers import (
 )
 
 
-class DreamConfig(PretrainedConfig):
+class DreamConfig(RopeScaling, PretrainedConfig):
     """The fields of the official Dream ``config.json`` that the forward pass reads.
 
     The defaults are Dream-v0-7B's values; checkpoints set every field anyway.
@@ -93,22 +92,17 @@ class DreamConfig(PretrainedConfig):
         """Prompt plus answer tokens: the Dream authors ask users to stay within 2,048."""
         return min(2048, self.max_position_embeddings)
 
-    def rope_theta_for(self, span: int | None) -> float:
-        """Return the RoPE base for a canvas of ``span`` positions (None: the configured base).
-
-        Dynamic scaling starts past ``max_position_embeddings``, as in transformers.
-        """
-        if span is None or self.rope_scaling_type != "dynamic":
-            return self.rope_theta
-        return dynamic_rope_theta(self.rope_theta, self.head_dim, span, self.max_position_embeddings, self.rope_scaling_factor)
+    @property
+    def rope_trained_length(self) -> int:
+        """Dynamic scaling starts past ``max_position_embeddings``, as in transformers."""
+        return self.max_position_embeddings
 
     def unsupported_features(self) -> list[str]:
         """Config settings this implementation does not compute, as ``field=value`` strings."""
         found = []
         if self.hidden_act != "silu":
             found.append(f"hidden_act={self.hidden_act!r}")
-        if self.rope_scaling_type not in ROPE_SCALING_TYPES:
-            found.append(f"rope_scaling.rope_type={self.rope_scaling_type!r}")
+        found.extend(self.rope_scaling_unsupported())
         if self.use_sliding_window:
             found.append("use_sliding_window=True")
         if getattr(self, "tie_word_embeddings", False):

@@ -52,6 +52,49 @@ def dynamic_rope_theta(theta: float, head_dim: int, span: int, trained: int, fac
     return theta * (factor * span / trained - (factor - 1)) ** (head_dim / (head_dim - 2))
 
 
+class RopeScaling:
+    """Mixin for a model config with an optional ``rope_scaling`` entry.
+
+    The config pops ``rope_scaling`` from its keyword arguments into
+    ``rope_scaling_type`` and ``rope_scaling_factor`` (``rope_scaling_fields``)
+    and names its trained length in ``rope_trained_length``. ``to_dict`` writes
+    the entry back in the config.json form.
+    """
+
+    rope_scaling_type: str
+    rope_scaling_factor: float
+    rope_theta: float
+    head_dim: int
+
+    @property
+    def rope_trained_length(self) -> int:
+        raise NotImplementedError
+
+    def rope_theta_for(self, span: int | None) -> float:
+        """Return the RoPE base for a canvas of ``span`` positions (None: the configured base).
+
+        Under ``"rope_scaling": {"rope_type": "dynamic"}`` a canvas longer than
+        ``rope_trained_length`` gets a larger base (``dynamic_rope_theta``).
+        """
+        if span is None or self.rope_scaling_type != "dynamic":
+            return self.rope_theta
+        return dynamic_rope_theta(self.rope_theta, self.head_dim, span, self.rope_trained_length, self.rope_scaling_factor)
+
+    def rope_scaling_unsupported(self) -> list[str]:
+        """Return ``["rope_scaling.rope_type=…"]`` for a scaling type not in ``ROPE_SCALING_TYPES``, else []."""
+        if self.rope_scaling_type in ROPE_SCALING_TYPES:
+            return []
+        return [f"rope_scaling.rope_type={self.rope_scaling_type!r}"]
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output.pop("rope_scaling_type", None)
+        output.pop("rope_scaling_factor", None)
+        if self.rope_scaling_type != "default":
+            output["rope_scaling"] = {"rope_type": self.rope_scaling_type, "factor": self.rope_scaling_factor}
+        return output
+
+
 def rope_tables(position_ids: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """Cos and sin tables of rotate-half RoPE, in float32.
 

@@ -20,10 +20,9 @@ from transformers.modeling_outputs import MaskedLMOutput
 
 from wavefilter_cli.models.attention import AttentionContext, DenseAttention
 from wavefilter_cli.models.layers import (
-    ROPE_SCALING_TYPES,
     RMSNorm,
+    RopeScaling,
     default_positions,
-    dynamic_rope_theta,
     rope_scaling_fields,
     rope_tables,
     select_rows,
@@ -31,7 +30,7 @@ from wavefilter_cli.models.layers import (
 )
 
 
-class LLaDAConfig(PretrainedConfig):
+class LLaDAConfig(RopeScaling, PretrainedConfig):
     """The fields of the official LLaDA ``config.json`` that the forward pass reads.
 
     Unknown fields in a checkpoint's file (``init_fn``, ``precision`` …) are
@@ -111,27 +110,13 @@ class LLaDAConfig(PretrainedConfig):
         """Tokens the model was trained on (prompt plus answer)."""
         return self.max_sequence_length
 
-    def rope_theta_for(self, span: int | None) -> float:
-        """Return the RoPE base for a canvas of ``span`` positions (None: the configured base).
-
-        With ``"rope_scaling": {"rope_type": "dynamic"}`` a canvas longer than
-        ``max_sequence_length`` gets a larger base (``dynamic_rope_theta``).
-        """
-        if span is None or self.rope_scaling_type != "dynamic":
-            return self.rope_theta
-        return dynamic_rope_theta(self.rope_theta, self.head_dim, span, self.max_sequence_length, self.rope_scaling_factor)
-
-    def to_dict(self) -> dict:
-        output = super().to_dict()
-        if self.rope_scaling_type != "default":
-            output["rope_scaling"] = {"rope_type": self.rope_scaling_type, "factor": self.rope_scaling_factor}
-        output.pop("rope_scaling_type", None)
-        output.pop("rope_scaling_factor", None)
-        return output
+    @property
+    def rope_trained_length(self) -> int:
+        return self.max_sequence_length
 
     def unsupported_features(self) -> list[str]:
         """Config settings this implementation does not compute, as ``field=value`` strings."""
-        found = [] if self.rope_scaling_type in ROPE_SCALING_TYPES else [f"rope_scaling.rope_type={self.rope_scaling_type!r}"]
+        found = self.rope_scaling_unsupported()
         checks = {
             "block_type": (self.block_type, "llama"),
             "activation_type": (self.activation_type, "silu"),
@@ -234,7 +219,7 @@ class LLaDAModelLM(PreTrainedModel):
         logits (a slice along T, or a (B, K) index tensor). Returns logits
         (B, T or K, V). ``rope_span`` is the number of positions of the
         whole canvas, which sets the RoPE base under dynamic scaling
-        (``LLaDAConfig.rope_theta_for``); None uses the configured base.
+        (``RopeScaling.rope_theta_for``); None uses the configured base.
         """
         t = self.model.transformer
         attention = attention if attention is not None else DenseAttention()

@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--show", action="store_true", help="print each expected answer next to the decoded one")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rope-scaling", choices=("config", "default", "dynamic"), default="config",
-                        help="RoPE scaling past the trained window: the checkpoint's config.json, none (default) or dynamic NTK")
+                        help="RoPE past the trained window: config follows the checkpoint, default is plain RoPE, dynamic is dynamic NTK scaling")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
