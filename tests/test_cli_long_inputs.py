@@ -274,32 +274,31 @@ def test_citations_without_chunking(llada_dir, tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def builtin_document(tmp_path_factory) -> Path:
-    """About 20K built-in tokens of Python's documentation topics, facts planted at 20%, 50% and 80% depth."""
+def write_topics_document(folder: Path, planted: tuple[int, ...]):
+    """Write about 20K built-in tokens of Python's documentation topics with the ``planted`` demo facts to ``folder``."""
     from transformers import AutoTokenizer
 
     from wavefilter_cli.demo import build_demo_document
 
     tokenizer = AutoTokenizer.from_pretrained(Path(__file__).resolve().parent.parent / "wavefilter_cli" / "builtin_model")
-    built = build_demo_document(tokenizer, min_tokens=20_000)
-    path = tmp_path_factory.mktemp("builtin") / "topics.txt"
+    built = build_demo_document(tokenizer, min_tokens=20_000, planted=planted)
+    path = folder / "topics.txt"
     path.write_text(built.text)
+    return path, built.facts
+
+
+@pytest.fixture(scope="module")
+def builtin_document(tmp_path_factory) -> Path:
+    """The topics document with facts planted at 20%, 50% and 80% depth."""
+    path, _ = write_topics_document(tmp_path_factory.mktemp("builtin"), planted=(0, 1, 2))
     return path
 
 
 @pytest.fixture(scope="module")
 def single_fact_document(tmp_path_factory):
-    """About 20K built-in tokens of documentation topics with one fact planted at 50% depth, and that fact."""
-    from transformers import AutoTokenizer
-
-    from wavefilter_cli.demo import build_demo_document
-
-    tokenizer = AutoTokenizer.from_pretrained(Path(__file__).resolve().parent.parent / "wavefilter_cli" / "builtin_model")
-    built = build_demo_document(tokenizer, min_tokens=20_000, planted=(1,))
-    path = tmp_path_factory.mktemp("single") / "topics.txt"
-    path.write_text(built.text)
-    return path, built.facts[0]
+    """The topics document with one fact planted at 50% depth, and that fact."""
+    path, facts = write_topics_document(tmp_path_factory.mktemp("single"), planted=(1,))
+    return path, facts[0]
 
 
 @pytest.mark.slow
