@@ -914,3 +914,18 @@ def test_docs_table_lists_every_key() -> None:
     for info in KEYS:
         assert f"| `{info.key}` |" in table
         assert f"`{info.env}`" in table
+
+
+def test_cache_and_filter_names_match_the_registries() -> None:
+    from typing import get_args
+
+    from wavefilter_cli.cache import CACHE_POLICIES
+    from wavefilter_cli.filters.registry import FILTERS
+
+    assert set(get_args(cfg.CacheMethod)) == set(CACHE_POLICIES)
+    assert set(get_args(cfg.FilterName)) == set(FILTERS)
+
+
+def test_unknown_cache_name_is_rejected_by_the_config() -> None:
+    with pytest.raises(ValueError, match="cache.method"):
+        cfg.Config().replace({"cache.method": "bogus"})

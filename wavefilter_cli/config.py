@@ -52,6 +52,13 @@ logger = logging.getLogger(__name__)
 
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 Sampler = Literal["low-confidence", "threshold", "factor", "maskgit_plus", "topk_margin", "entropy", "random"]
+# The names the cache and filter registries hold, listed here so that a bad
+# name fails before torch is imported (a test keeps them equal).
+CacheMethod = Literal["none", "prefix", "dual", "elastic", "dllm-cache", "sparse-dllm", "dkv"]
+FilterName = Literal[
+    "keep-all", "oracle", "snapkv", "quest", "block-mean", "streaming", "random",
+    "wavefilter", "wavefilter-denoise", "wavefilter-paper", "sparse-dllm",
+]
 ColorChoice = Literal["auto", "always", "never"]
 ProgressChoice = Literal["auto", "rich", "jsonl", "none"]
 Strategy = Literal["auto", "filter", "retrieve", "map-reduce"]
@@ -185,9 +192,9 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.chunk_tokens", "WAVEFILTER_CHUNK_TOKENS", "Document tokens per chunk (≥ 16); none fills the window.", _optional(_int_at_least(16))),
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
     KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter and retrieve strategies keep: compact renumbers them, original keeps their place in the whole input."),
-    KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv.", _non_empty),
+    KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv."),
     KeyInfo("cache.refresh_every", "WAVEFILTER_REFRESH_EVERY", "Hosts prefix and dual: also refresh the cache every N steps inside a block; 0 or none refreshes at block starts only.", _optional(_int_at_least(0))),
-    KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all.", _optional(_non_empty)),
+    KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all."),
     KeyInfo("cache.budget", "WAVEFILTER_BUDGET", "Tokens kept by the filter: a ratio of the context in (0, 1], or a whole token count ≥ 16.", _budget),
     KeyInfo("cache.sink", "WAVEFILTER_SINK", "Leading tokens always kept (≥ 0).", _int_at_least(0)),
     KeyInfo("cache.tail", "WAVEFILTER_TAIL", "Most recent tokens always kept (≥ 0).", _int_at_least(0)),
@@ -442,11 +449,10 @@ class CacheConfig(_Section):
 
     SECTION: ClassVar[str] = "cache"
 
-    # NOTE: method, filter and wavelet are only checked to be non-empty here,
-    # because their valid names come from registries in other modules.
-    method: str = "prefix"
+    # NOTE: wavelet is only checked to be non-empty here; PyWavelets knows its names.
+    method: CacheMethod = "prefix"
     refresh_every: Optional[int] = None
-    filter: Optional[str] = None
+    filter: Optional[FilterName] = None
     budget: float = 0.1
     sink: int = 4
     tail: int = 32
