@@ -449,7 +449,7 @@ class CacheConfig(_Section):
 
     SECTION: ClassVar[str] = "cache"
 
-    # NOTE: wavelet is only checked to be non-empty here; PyWavelets knows its names.
+    # NOTE: wavelet is only checked to be non-empty here; PyWavelets holds the valid names.
     method: CacheMethod = "prefix"
     refresh_every: Optional[int] = None
     filter: Optional[FilterName] = None
