@@ -142,6 +142,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chunk-overlap", type=int, default=64, help="tokens consecutive chunks share")
     parser.add_argument("--positions", choices=("compact", "original"), default="compact",
                         help="RoPE positions of the kept tokens (generate.positions)")
+    parser.add_argument("--keep-unit", choices=("tokens", "sentences"), default="tokens",
+                        help="what the filter strategy keeps: tokens or whole sentences (generate.keep_unit)")
+    parser.add_argument("--keep-tokens", type=int, default=None,
+                        help="most document tokens the filter strategy keeps (generate.keep_tokens)")
 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None,
@@ -367,7 +371,8 @@ def base_config(args: argparse.Namespace) -> Config:
         "cache.budget": args.budget, "generate.max_tokens": args.max_tokens,
         "generate.block_length": args.block_length, "generate.sampler": args.sampler,
         "generate.chunk_overlap": args.chunk_overlap, "generate.seed": args.seed,
-        "generate.positions": args.positions, "cache.refresh_every": args.refresh_every,
+        "generate.positions": args.positions, "generate.keep_unit": args.keep_unit,
+        "generate.keep_tokens": args.keep_tokens, "cache.refresh_every": args.refresh_every,
     })
 
 

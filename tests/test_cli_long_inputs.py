@@ -144,6 +144,17 @@ def test_filter_strategy_under_hosts_and_filters(llada_dir, document, cache, fil
     assert record["chunking"]["positions"] == "original"
 
 
+def test_filter_strategy_keeps_sentences_within_keep_tokens(llada_dir, document):
+    env = {"WAVEFILTER_KEEP_UNIT": "sentences", "WAVEFILTER_KEEP_TOKENS": "40"}
+    result = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--max-tokens", "8", "--json",
+                 env=env)
+    assert result.returncode == 0, result.stderr
+    chunking = json.loads(result.stdout)["chunking"]
+    assert chunking["keep_unit"] == "sentences"
+    assert 0 < chunking["kept_document_tokens"] <= 40, result.stderr
+    assert "as whole sentences by wavefilter scores" in notice(result.stderr)
+
+
 def test_filter_strategy_on_dream(dream_dir, document):
     result = run("ask", QUESTION, "--context", str(document), "-m", str(dream_dir), "--max-tokens", "8",
                  "--ctx-tokens", "300", "--json")

@@ -11,7 +11,7 @@ import torch
 from pdf_writer import build_pdf
 from tiny_models import StubTokenizer, random_tiny_model
 
-from wavefilter_cli.chunking import chunk_document, tokenize_document
+from wavefilter_cli.chunking import chunk_document, sentence_starts, tokenize_document
 from wavefilter_cli.filters.registry import FILTERS, make_filter
 from wavefilter_cli.generation import BlockDone, GenerationConfig, generate
 from wavefilter_cli.ingest import Document, IngestOptions, Span, load_bytes
@@ -19,7 +19,7 @@ from wavefilter_cli.longcontext.citations import Citation, citation_spans, combi
 from wavefilter_cli.longcontext.mapreduce import CallOutput, Part, map_reduce, pack
 from wavefilter_cli.longcontext.prompts import MappedPrompt, SourceText, build_frame, encode_mapped
 from wavefilter_cli.longcontext.scoring import pooled, relative_importance, score_document_tokens
-from wavefilter_cli.longcontext.selection import ScoredTokens, merge_context, select_tokens
+from wavefilter_cli.longcontext.selection import ScoredTokens, merge_context, select_tokens, select_units, sentence_units
 from wavefilter_cli.prompt import ASK_INSTRUCTION
 
 BUILTIN = Path(__file__).resolve().parent.parent / "wavefilter_cli" / "builtin_model"
@@ -129,6 +129,12 @@ def test_select_tokens_keeps_document_order() -> None:
     assert len(chosen) + 2 * len(set(tokens.document[chosen].tolist())) <= 50
 
 
+def test_select_tokens_limit_counts_document_tokens_only() -> None:
+    tokens = scored([5, 1, 4, 3, 2, 9, 8], document=[0, 0, 0, 0, 0, 1, 1], start=[0, 2, 4, 6, 8, 0, 2])
+    chosen = select_tokens(tokens, header_cost=np.array([30, 30]), room=100, limit=3)
+    assert set(tokens.importance[chosen].tolist()) == {9.0, 8.0, 5.0}
+
+
 def test_select_tokens_drops_overlapping_edges() -> None:
     tokens = ScoredTokens(np.array([1, 2, 3]), np.zeros(3, np.int64), np.array([0, 3, 4]), np.array([4, 6, 8]),
                           np.array([1.0, 1.0, 1.0], np.float32))
@@ -142,6 +148,48 @@ def test_deduplicated_keeps_most_important_copy() -> None:
     unique = tokens.deduplicated()
     assert len(unique) == 2
     assert unique.importance.tolist() == [2.0, 1.0]
+
+
+def document_tokens(tokenizer, text: str, importance) -> tuple[ScoredTokens, list]:
+    """Score every token of one document ``text`` with ``importance`` (a function of the token index)."""
+    tokens = tokenize_document(tokenizer, text)
+    count = tokens.length
+    scored_tokens = ScoredTokens(tokens.ids, np.zeros(count, np.int64), tokens.offsets[:, 0], tokens.offsets[:, 1],
+                                 np.asarray([importance(i) for i in range(count)], dtype=np.float32))
+    return scored_tokens, [tokens]
+
+
+def test_sentence_units_follow_sentences_and_cut_long_ones(tokenizer) -> None:
+    text = "The gate is red. The code for the north gate is 4817. " + "Then a long sentence runs on and on " * 6 + "and ends."
+    tokens, tokenized = document_tokens(tokenizer, text, lambda i: 1.0)
+    starts = [sentence_starts(text, tokenized[0])]
+    units = sentence_units(tokens, tokenized, starts, longest=16)
+    pieces = [tokenizer.decode(tokens.ids[units == u].tolist()) for u in range(int(units.max()) + 1)]
+    assert pieces[0].strip() == "The gate is red."
+    assert pieces[1].strip() == "The code for the north gate is 4817."
+    assert all(np.count_nonzero(units == u) <= 16 for u in range(len(pieces)))
+    assert len(pieces) > 3
+    assert np.all(np.diff(units) >= 0)
+
+
+def test_select_units_keeps_whole_sentences_by_their_best_token(tokenizer) -> None:
+    text = "Rain fell all day. The code for the north gate is 4817. The lamps were lit. Nobody came."
+    tokenized_fact = tokenize_document(tokenizer, "Rain fell all day. The code")
+    peak = tokenized_fact.length - 1  # the token "code"
+    tokens, tokenized = document_tokens(tokenizer, text, lambda i: 5.0 if i == peak else 1.0 / (i + 1))
+    units = sentence_units(tokens, tokenized, [sentence_starts(text, tokenized[0])], longest=64)
+    fact = units[peak]
+    room = int(np.count_nonzero(units == fact)) + 2
+    chosen = select_units(tokens, units, header_cost=np.array([2]), room=room)
+    assert set(units[chosen].tolist()) == {fact}
+    assert tokenizer.decode(tokens.ids[chosen].tolist()).strip() == "The code for the north gate is 4817."
+    everything = select_units(tokens, units, header_cost=np.array([2]), room=len(tokens) + 2)
+    assert everything.tolist() == list(range(len(tokens)))
+    smaller = select_units(tokens, units, header_cost=np.array([2]), room=room - 1)
+    assert smaller.size > 0 and fact not in units[smaller].tolist()
+    assert smaller.size + 2 <= room - 1
+    limited = select_units(tokens, units, header_cost=np.array([50]), room=1000, limit=room - 2)
+    assert set(units[limited].tolist()) == {fact}
 
 
 def merged_fixture(tokenizer, mode: str):

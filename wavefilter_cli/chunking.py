@@ -151,6 +151,11 @@ def page_numbers(document: Document, start: int, end: int) -> tuple[int, ...]:
     return tuple(span.page for span in document.spans_overlapping(start, end) if span.page is not None)
 
 
+def sentence_starts(text: str, tokens: TokenizedDocument) -> np.ndarray:
+    """Return the sorted token indices where a sentence or a paragraph of ``text`` starts (0 not included)."""
+    return np.union1d(boundary_tokens(text, tokens, _SENTENCE_END), boundary_tokens(text, tokens, _PARAGRAPH_END))
+
+
 def chunk_document(document: Document, index: int, tokens: TokenizedDocument, size: int, overlap: int) -> list[Chunk]:
     """Split one tokenised document into chunks of at most ``size`` tokens; see the module docstring."""
     if tokens.length == 0:

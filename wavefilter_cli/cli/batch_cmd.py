@@ -207,6 +207,8 @@ def batch(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under the filter strategy: compact or original. [env WAVEFILTER_POSITIONS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
 ) -> None:
     config, _ = config_from_context(
         ctx,
@@ -215,7 +217,7 @@ def batch(
                    seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
                    budget=_parse_budget(budget), sink=sink,
                    tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
-                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions),
+                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=keep_tokens),
     )
     code = run_batch(config, ctx.obj["diagnostics"], ctx.obj.get("verbosity", 0), input_file, batch_size)
     if code:

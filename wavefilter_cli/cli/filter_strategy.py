@@ -3,23 +3,35 @@
 Each chunk's prompt (instruction, the chunk under its header, question)
 runs one dense forward in which the key-token filter scores the chunk's
 document tokens from the question's queries (``longcontext.scoring``).
-Across chunks, the most important tokens that fit the window (window minus
-instruction, headers, question and answer) are kept in document order, and
-the configured host cache and filter answer over them.
+Across chunks, the most important tokens that fit the room (window minus
+instruction, headers, question and answer), and number at most
+``generate.keep_tokens`` when that is set, are kept in document order, and the configured host cache and
+filter answer over them. With ``generate.keep_unit = "sentences"`` whole
+sentences are kept instead, each ranked by its most important token, so the
+model reads complete sentences rather than 15-token fragments.
 """
 
 from __future__ import annotations
 
+from wavefilter_cli.chunking import sentence_starts
 from wavefilter_cli.cli.answer import FILTER_OPTIONS, cite
 from wavefilter_cli.cli.answer_run import AnswerRun, run_generation
 from wavefilter_cli.cli.long_inputs import ChunkPlan, chunking_record, encode_chunk, header_costs, notice_line
 from wavefilter_cli.errors import UsageError
 from wavefilter_cli.longcontext.scoring import score_document_tokens
-from wavefilter_cli.longcontext.selection import ScoredTokens, merge_within_window, select_tokens
+from wavefilter_cli.longcontext.selection import (
+    ScoredTokens,
+    merge_within_window,
+    select_tokens,
+    select_units,
+    sentence_units,
+)
 
 
 #: Key-token filter that scores chunks when ``cache.filter`` is none.
 DEFAULT_SCORING_FILTER = "wavefilter"
+#: Maximum tokens in one unit under ``keep_unit = "sentences"``; longer sentences are cut into pieces.
+LONGEST_UNIT = 64
 
 
 def scoring_filter(run: AnswerRun, room: int, document_tokens: int):
@@ -62,20 +74,30 @@ def answer_filtered(run: AnswerRun, policy, plan: ChunkPlan, prompt_tokens: int)
     frame = plan.frame
     answer = run.gen_config.answer_length
     room = run.window - answer - len(frame.prefix) - len(frame.suffix)
-    key_filter = scoring_filter(run, room, plan.document_tokens)
+    limit = run.config.generate.keep_tokens
+    key_filter = scoring_filter(run, room if limit is None else min(room, limit), plan.document_tokens)
     scored = score_chunks(run, plan, key_filter)
 
     run.view.set_stage("selecting")
     costs = header_costs(frame)
     mode = run.config.generate.positions
-    chosen = select_tokens(scored, costs, room)
+    if run.config.generate.keep_unit == "sentences":
+        starts = [sentence_starts(document.text, tokens) for document, tokens in zip(run.documents, plan.tokenized)]
+        # Cap the pieces at the room, so that a small keep_tokens still keeps the best one.
+        longest = min(LONGEST_UNIT, room - int(costs.max(initial=0)), limit or LONGEST_UNIT)
+        units = sentence_units(scored, plan.tokenized, starts, max(1, longest))
+        chosen = select_units(scored, units, costs, room, limit)
+    else:
+        chosen = select_tokens(scored, costs, room, limit)
     merged = merge_within_window(frame, scored, chosen, plan.tokenized, answer, run.window, mode)
 
-    detail = f" by {key_filter.name} scores ({mode} positions)"
+    unit = run.config.generate.keep_unit
+    whole = "as whole sentences " if unit == "sentences" else ""
+    detail = f" {whole}by {key_filter.name} scores ({mode} positions)"
     run.diagnostics.notice(notice_line(run, plan, "filter", prompt_tokens, merged.kept, detail))
     run.view.update(chunk=0, chunks=0)
     generated = run_generation(run, policy, merged.prompt.ids, positions=merged.positions)
     citations = cite(run, merged.prompt, generated, merged.positions) if run.output.wants_citations else []
     record = chunking_record(run, plan, "filter", merged.kept, scoring_filter=key_filter.name,
-                             scoring_passes=len(plan.chunks), positions=mode)
+                             scoring_passes=len(plan.chunks), positions=mode, keep_unit=unit)
     return generated, citations, record

@@ -56,7 +56,7 @@ def _overrides(**flags) -> dict[str, object]:
         "budget": "cache.budget", "sink": "cache.sink", "tail": "cache.tail", "evict": "cache.evict",
         "progress": "output.progress", "ctx_tokens": "model.ctx_tokens", "chunk": "generate.chunk",
         "strategy": "generate.strategy", "chunk_tokens": "generate.chunk_tokens", "chunk_overlap": "generate.chunk_overlap",
-        "positions": "generate.positions",
+        "positions": "generate.positions", "keep_unit": "generate.keep_unit", "keep_tokens": "generate.keep_tokens",
     }
     return {mapping[name]: value for name, value in flags.items() if value is not None}
 
@@ -150,6 +150,8 @@ def ask(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the answer attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
@@ -162,7 +164,7 @@ def ask(
                        block_length=block_length, sampler=sampler, threshold=threshold, temperature=temperature,
                        seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter, budget=budget, sink=sink, tail=tail,
                        evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
-                       chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
+                       chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=keep_tokens)
         return
     if question is None or not question.strip():
         from wavefilter_cli.errors import UsageError
@@ -173,7 +175,7 @@ def ask(
          device=device, dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
          budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
-         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
+         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=keep_tokens)
 
 
 @app.command("summarize", help=SUMMARIZE_HELP)
@@ -208,6 +210,8 @@ def summarize(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the summary attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
@@ -216,4 +220,4 @@ def summarize(
          dtype=dtype, max_tokens=max_tokens, steps=steps, block_length=block_length, sampler=sampler,
          threshold=threshold, temperature=temperature, seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
          budget=budget, sink=sink, tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk,
-         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions)
+         strategy=strategy, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=keep_tokens)

@@ -76,13 +76,14 @@ class ScoredTokens:
         return ordered.take(np.flatnonzero(keep))
 
 
-def select_tokens(scored: ScoredTokens, header_cost: np.ndarray, room: int) -> np.ndarray:
+def select_tokens(scored: ScoredTokens, header_cost: np.ndarray, room: int, limit: int | None = None) -> np.ndarray:
     """Choose the tokens to keep and return their indices into ``scored``, in document order.
 
     Tokens are taken by importance (ties in document order) while their
     count plus ``header_cost[d]`` for each document d they come from stays
-    within ``room``. Of two kept tokens whose characters overlap (a chunk
-    edge tokenised two ways), the later one is dropped.
+    within ``room``, and their count alone within ``limit`` when one is
+    given. Of two kept tokens whose characters overlap (a chunk edge
+    tokenised two ways), the later one is dropped.
     """
     if len(scored) == 0 or room <= 0:
         return np.zeros(0, dtype=np.int64)
@@ -91,7 +92,73 @@ def select_tokens(scored: ScoredTokens, header_cost: np.ndarray, room: int) -> n
     first = np.zeros(len(order), dtype=bool)
     first[np.unique(documents, return_index=True)[1]] = True
     cost = 1 + np.where(first, header_cost[documents], 0)
-    chosen = order[np.cumsum(cost) <= room]
+    fits = np.cumsum(cost) <= room
+    if limit is not None:
+        fits &= np.arange(1, len(order) + 1) <= limit
+    return _in_document_order(scored, order[fits])
+
+
+def sentence_units(scored: ScoredTokens, tokenized: Sequence[TokenizedDocument], starts: Sequence[np.ndarray], longest: int) -> np.ndarray:
+    """Number the unit (N,) each scored token belongs to: its sentence, cut into pieces of at most ``longest`` tokens.
+
+    ``starts[d]`` contains the sorted token indices where a sentence of
+    document d starts (``chunking.sentence_starts``). Units are numbered
+    0 … U − 1 in document order.
+    """
+    if len(scored) == 0:
+        return np.zeros(0, dtype=np.int64)
+    token = np.zeros(len(scored), dtype=np.int64)
+    sentence = np.zeros(len(scored), dtype=np.int64)
+    first = np.zeros(len(scored), dtype=np.int64)
+    for document in np.unique(scored.document).tolist():
+        rows = np.flatnonzero(scored.document == document)
+        token[rows] = tokenized[document].token_at(scored.start[rows])
+        bounds = np.concatenate([[0], starts[document]])
+        sentence[rows] = np.searchsorted(bounds, token[rows], side="right") - 1
+        first[rows] = bounds[sentence[rows]]
+    piece = (token - first) // max(1, longest)
+    keys = np.stack([scored.document, sentence, piece], axis=1)
+    return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def select_units(
+    scored: ScoredTokens, units: np.ndarray, header_cost: np.ndarray, room: int, limit: int | None = None
+) -> np.ndarray:
+    """Choose whole units (sentences) to keep and return the indices of their tokens into ``scored``, in document order.
+
+    A unit ranks by the highest importance among its tokens (ties: the
+    earlier unit first). In that order, a unit is kept when its token count
+    fits the room still left, plus ``header_cost[d]`` if it is the first
+    kept unit of document d. With ``limit``, its token count must also fit
+    what is left of that limit. A unit that does not fit is skipped, and
+    smaller ones after it may still fill the room.
+    """
+    if len(scored) == 0 or room <= 0:
+        return np.zeros(0, dtype=np.int64)
+    count = int(units.max()) + 1
+    score = np.full(count, -np.inf)
+    np.maximum.at(score, units, scored.importance)
+    size = np.bincount(units, minlength=count)
+    document = np.zeros(count, dtype=np.int64)
+    document[units] = scored.document
+    kept = np.zeros(count, dtype=bool)
+    headed: set[int] = set()
+    left = room
+    tokens_left = len(scored) if limit is None else limit
+    # One pass over the units (sentences, not tokens), outside the denoising loop.
+    for unit in np.lexsort((np.arange(count), -score)).tolist():
+        owner = int(document[unit])
+        cost = int(size[unit]) + (0 if owner in headed else int(header_cost[owner]))
+        if cost <= left and size[unit] <= tokens_left:
+            kept[unit] = True
+            headed.add(owner)
+            left -= cost
+            tokens_left -= int(size[unit])
+    return _in_document_order(scored, np.flatnonzero(kept[units]))
+
+
+def _in_document_order(scored: ScoredTokens, chosen: np.ndarray) -> np.ndarray:
+    """Sort ``chosen`` into document order and drop tokens that overlap an earlier kept one."""
     chosen = chosen[np.lexsort((scored.start[chosen], scored.document[chosen]))]
     same = scored.document[chosen[1:]] == scored.document[chosen[:-1]]
     if np.any(same & (scored.start[chosen[1:]] < scored.end[chosen[:-1]])):
