@@ -62,7 +62,7 @@ from wavefilter_cli.cli.answer_run import AnswerRun, OutputOptions
 from wavefilter_cli.cli.live import LiveView
 from wavefilter_cli.cli.long_inputs import answer_in_chunks
 from wavefilter_cli.cli.output import Diagnostics
-from wavefilter_cli.config import Config
+from wavefilter_cli.config import Config, GenerateConfig
 from wavefilter_cli.filters.registry import FILTERS
 from wavefilter_cli.ingest import Document, Span
 from wavefilter_cli.training.data import STREAM_SLACK, Sample, SampleGenerator
@@ -101,6 +101,11 @@ def parse_method(text: str) -> Method:
 
 def int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
+
+
+def optional_int(text: str) -> int | None:
+    """Parse a whole number, or ``none`` for no value."""
+    return None if text.strip().lower() == "none" else int(text)
 
 
 def name_list(text: str) -> list[str]:
@@ -142,10 +147,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chunk-overlap", type=int, default=64, help="tokens consecutive chunks share")
     parser.add_argument("--positions", choices=("compact", "original"), default="compact",
                         help="RoPE positions of the kept tokens (generate.positions)")
-    parser.add_argument("--keep-unit", choices=("tokens", "sentences"), default="tokens",
+    parser.add_argument("--keep-unit", choices=("tokens", "sentences"), default=GenerateConfig.keep_unit,
                         help="what the filter strategy keeps: tokens or whole sentences (generate.keep_unit)")
-    parser.add_argument("--keep-tokens", type=int, default=None,
-                        help="most document tokens the filter strategy keeps (generate.keep_tokens)")
+    parser.add_argument("--keep-tokens", type=optional_int, default=GenerateConfig.keep_tokens,
+                        help="most document tokens the filter strategy keeps, or none (generate.keep_tokens)")
 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None,

@@ -323,8 +323,8 @@ def test_builtin_ask_over_20k_tokens(single_fact_document, strategy):
     record = json.loads(result.stdout)
     if strategy == "retrieve":
         assert fact.is_correct(record["answer"]), record["answer"]
-    # NOTE: under the filter strategy the built-in model keeps the fact but copies it wrongly from
-    # the merged fragments (docs/benchmarks.md, "Long inputs"), so only that answer goes unchecked.
+    # NOTE: under the filter strategy the built-in model keeps the fact sentence but copies its value
+    # wrongly from the merged prompt (docs/benchmarks.md, "Long inputs"), so only that answer goes unchecked.
     assert record["chunking"]["strategy"] == strategy
     assert record["chunking"]["document_tokens"] > 19_000
     assert record["chunking"]["chunks"] >= 5

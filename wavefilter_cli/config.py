@@ -440,8 +440,9 @@ class GenerateConfig(_Section):
     chunk_tokens: Optional[int] = None
     chunk_overlap: int = 64
     positions: PositionChoice = "compact"
-    keep_unit: KeepUnit = "tokens"
-    keep_tokens: Optional[int] = None
+    # Measured on the built-in model (docs/benchmarks.md, "Whole sentences and the keep cap").
+    keep_unit: KeepUnit = "sentences"
+    keep_tokens: Optional[int] = 1024
 
 
 @dataclass(frozen=True)

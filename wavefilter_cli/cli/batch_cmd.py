@@ -22,7 +22,7 @@ from wavefilter_cli.cli.app import app
 from wavefilter_cli.cli.batch_records import BatchRecord, parse_records, record_error
 from wavefilter_cli.cli.config_cmd import config_from_context
 from wavefilter_cli.cli.distributed import ProcessGroup, Ranks, ranks_from_environment, worker_device
-from wavefilter_cli.cli.generate_cmd import _overrides, _parse_budget
+from wavefilter_cli.cli.generate_cmd import _overrides, _parse_budget, _parse_keep_tokens
 from wavefilter_cli.cli.output import Diagnostics, write_result
 from wavefilter_cli.config import Config
 from wavefilter_cli.errors import InputError, UsageError, WavefilterError
@@ -207,8 +207,8 @@ def batch(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under the filter strategy: compact or original. [env WAVEFILTER_POSITIONS]"),
-    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
 ) -> None:
     config, _ = config_from_context(
         ctx,
@@ -217,7 +217,7 @@ def batch(
                    seed=seed, system=system, cache=cache, refresh_every=refresh_every, filter=filter,
                    budget=_parse_budget(budget), sink=sink,
                    tail=tail, evict=evict, progress=progress, ctx_tokens=ctx_tokens, chunk=chunk, strategy=strategy,
-                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=keep_tokens),
+                   chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, positions=positions, keep_unit=keep_unit, keep_tokens=_parse_keep_tokens(keep_tokens)),
     )
     code = run_batch(config, ctx.obj["diagnostics"], ctx.obj.get("verbosity", 0), input_file, batch_size)
     if code:

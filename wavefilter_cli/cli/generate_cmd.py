@@ -79,6 +79,18 @@ def _parse_budget(value: Optional[str]) -> Optional[float]:
     raise LengthError(f"--budget {value} is invalid: use a ratio in (0, 1] such as 0.1 or a token count ≥ 16")
 
 
+def _parse_keep_tokens(value: Optional[str]) -> int | str | None:
+    """Turn ``--keep-tokens`` into a whole number, or keep ``none`` for the config to read as no cap."""
+    if value is None or value.strip().lower() == "none":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        from wavefilter_cli.errors import UsageError
+
+        raise UsageError(f"--keep-tokens {value!r} is not a whole number: use a token count ≥ 16, or none") from None
+
+
 def _warn_unused_budget(ctx: typer.Context, config, budget) -> None:
     """Warn when ``--budget`` was typed but no filter will use it."""
     if budget is not None and config.cache.filter in (None, "none"):
@@ -89,6 +101,7 @@ def _warn_unused_budget(ctx: typer.Context, config, budget) -> None:
 
 def _run(ctx: typer.Context, question: Optional[str], inputs, pages, password_env, as_json, no_stream, cite, **flags) -> None:
     flags["budget"] = _parse_budget(flags.get("budget"))
+    flags["keep_tokens"] = _parse_keep_tokens(flags.get("keep_tokens"))
     config, _ = config_from_context(ctx, _overrides(**flags))
     _warn_unused_budget(ctx, config, flags["budget"])
     run_answer(
@@ -111,6 +124,7 @@ def _run_questions(ctx: typer.Context, question: Optional[str], questions: str, 
     if cite:
         raise UsageError("--cite works with one QUESTION; drop --cite or ask without --questions")
     flags["budget"] = _parse_budget(flags.get("budget"))
+    flags["keep_tokens"] = _parse_keep_tokens(flags.get("keep_tokens"))
     config, _ = config_from_context(ctx, _overrides(**flags))
     _warn_unused_budget(ctx, config, flags["budget"])
     run_questions(config, ctx.obj["diagnostics"], ctx.obj.get("verbosity", 0), InputOptions(inputs, pages, password_env),
@@ -150,8 +164,8 @@ def ask(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
-    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the answer attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
@@ -210,8 +224,8 @@ def summarize(
     chunk_tokens: Optional[int] = typer.Option(None, "--chunk-tokens", metavar="N", help="Document tokens per chunk (default: fill the window). [env WAVEFILTER_CHUNK_TOKENS]"),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
-    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: tokens, or whole sentences ranked by their best token. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[int] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default: as many as fit the window). [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the summary attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
