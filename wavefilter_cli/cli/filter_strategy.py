@@ -3,12 +3,13 @@
 Each chunk's prompt (instruction, the chunk under its header, question)
 runs one dense forward in which the key-token filter scores the chunk's
 document tokens from the question's queries (``longcontext.scoring``).
-Across chunks, the most important tokens that fit the room (window minus
-instruction, headers, question and answer), and number at most
-``generate.keep_tokens`` when that is set, are kept in document order, and the configured host cache and
-filter answer over them. With ``generate.keep_unit = "sentences"`` whole
-sentences are kept instead, each ranked by its most important token, so the
-model reads complete sentences rather than 15-token fragments.
+Across chunks, the most important document text is kept in document
+order: whole sentences, each ranked by its most important token
+(``generate.keep_unit = "sentences"``, the default), or single tokens
+(``"tokens"``). It must fit the room (window minus instruction, headers,
+question and answer) and, when ``generate.keep_tokens`` is set, number at
+most that many tokens. The configured host cache and filter answer over
+the merged prompt.
 """
 
 from __future__ import annotations
