@@ -8,8 +8,8 @@ order: whole sentences, each ranked by its most important token
 (``generate.keep_unit = "sentences"``, the default), or single tokens
 (``"tokens"``). It must fit the room (window minus instruction, headers,
 question and answer) and, when ``generate.keep_tokens`` is set, number at
-most that many tokens. The configured host cache and filter answer over
-the merged prompt.
+most that many tokens. The configured host cache and filter generate the
+answer over the merged prompt.
 """
 
 from __future__ import annotations
