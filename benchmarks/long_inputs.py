@@ -150,7 +150,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--keep-unit", choices=("tokens", "sentences"), default=GenerateConfig.keep_unit,
                         help="what the filter strategy keeps: tokens or whole sentences (generate.keep_unit)")
     parser.add_argument("--keep-tokens", type=optional_int, default=GenerateConfig.keep_tokens,
-                        help="most document tokens the filter strategy keeps, or none (generate.keep_tokens)")
+                        help="maximum document tokens the filter strategy keeps, or none (generate.keep_tokens)")
 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--threads", type=int, default=None,

@@ -194,7 +194,7 @@ KEYS: tuple[KeyInfo, ...] = (
     KeyInfo("generate.chunk_overlap", "WAVEFILTER_CHUNK_OVERLAP", "Tokens that consecutive chunks of a document share (≥ 0).", _int_at_least(0)),
     KeyInfo("generate.positions", "WAVEFILTER_POSITIONS", "RoPE positions of the tokens the filter and retrieve strategies keep: compact renumbers them, original keeps their place in the whole input."),
     KeyInfo("generate.keep_unit", "WAVEFILTER_KEEP_UNIT", "What the filter strategy keeps of the document: tokens (the ones its scores rank highest) or sentences (whole sentences, ranked by their highest-scored token)."),
-    KeyInfo("generate.keep_tokens", "WAVEFILTER_KEEP_TOKENS", "Most document tokens the filter strategy keeps (≥ 16); none keeps as many as fit the window.", _optional(_int_at_least(16))),
+    KeyInfo("generate.keep_tokens", "WAVEFILTER_KEEP_TOKENS", "Maximum document tokens the filter strategy keeps (≥ 16); none keeps as many as fit the window.", _optional(_int_at_least(16))),
     KeyInfo("cache.method", "WAVEFILTER_CACHE", "KV cache method: none, prefix, dual, elastic, dllm-cache, sparse-dllm or dkv."),
     KeyInfo("cache.refresh_every", "WAVEFILTER_REFRESH_EVERY", "Hosts prefix and dual: also refresh the cache every N steps inside a block; 0 or none refreshes at block starts only.", _optional(_int_at_least(0))),
     KeyInfo("cache.filter", "WAVEFILTER_FILTER", "Filter that picks which cached tokens to keep; none keeps all."),

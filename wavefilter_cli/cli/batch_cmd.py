@@ -208,7 +208,7 @@ def batch(
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under the filter strategy: compact or original. [env WAVEFILTER_POSITIONS]"),
     keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Maximum document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
 ) -> None:
     config, _ = config_from_context(
         ctx,

@@ -88,7 +88,7 @@ def _parse_keep_tokens(value: Optional[str]) -> int | str | None:
     except ValueError:
         from wavefilter_cli.errors import UsageError
 
-        raise UsageError(f"--keep-tokens {value!r} is not a whole number: use a token count ≥ 16, or none") from None
+        raise UsageError(f"--keep-tokens {value!r} is invalid: use a whole token count ≥ 16, or none") from None
 
 
 def _warn_unused_budget(ctx: typer.Context, config, budget) -> None:
@@ -165,7 +165,7 @@ def ask(
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
     keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Maximum document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the answer attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the answer, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the answer at the end instead of block by block."),
@@ -225,7 +225,7 @@ def summarize(
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", metavar="N", help="Tokens shared by consecutive chunks (default 64). [env WAVEFILTER_CHUNK_OVERLAP]"),
     positions: Optional[str] = typer.Option(None, "--positions", help="RoPE positions of kept tokens under --strategy filter or retrieve: compact or original. [env WAVEFILTER_POSITIONS]"),
     keep_unit: Optional[str] = typer.Option(None, "--keep-unit", help="What --strategy filter keeps: sentences (whole, ranked by their best token; default) or tokens. [env WAVEFILTER_KEEP_UNIT]"),
-    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Most document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
+    keep_tokens: Optional[str] = typer.Option(None, "--keep-tokens", metavar="N", help="Maximum document tokens --strategy filter keeps (default 1024); none keeps as many as fit the window. [env WAVEFILTER_KEEP_TOKENS]"),
     cite: bool = typer.Option(False, "--cite", help="Print the source spans the summary attended to most on stderr."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the summary, its costs and citations."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Print the summary at the end instead of block by block."),
