@@ -16,6 +16,10 @@ sample at a time, so slow drift of the machine hits all methods alike:
 ``--generation-filter NAME`` (or ``none``) sets the generation-side filter of
 every method to NAME instead, so only the selection differs between methods.
 
+``--keep-unit`` and ``--keep-tokens`` set what the ``filter`` strategy keeps
+(``generate.keep_unit`` and ``generate.keep_tokens``, by default whole
+sentences and at most 1,024 document tokens).
+
 An answer is exact when it equals the expected sentence ("The PIN for the
 blue vault is 4817."). It is a value match when the expected value (the
 sentence's last word) appears in it as a whole word and no other number
