@@ -129,7 +129,7 @@ def test_select_tokens_keeps_document_order() -> None:
     assert len(chosen) + 2 * len(set(tokens.document[chosen].tolist())) <= 50
 
 
-def test_select_tokens_limit_counts_document_tokens_only() -> None:
+def test_select_tokens_limit_excludes_headers() -> None:
     tokens = scored([5, 1, 4, 3, 2, 9, 8], document=[0, 0, 0, 0, 0, 1, 1], start=[0, 2, 4, 6, 8, 0, 2])
     chosen = select_tokens(tokens, header_cost=np.array([30, 30]), room=100, limit=3)
     assert set(tokens.importance[chosen].tolist()) == {9.0, 8.0, 5.0}
@@ -159,7 +159,7 @@ def document_tokens(tokenizer, text: str, importance) -> tuple[ScoredTokens, lis
     return scored_tokens, [tokens]
 
 
-def test_sentence_units_follow_sentences_and_cut_long_ones(tokenizer) -> None:
+def test_sentence_units_cut_long_sentences(tokenizer) -> None:
     text = "The gate is red. The code for the north gate is 4817. " + "Then a long sentence runs on and on " * 6 + "and ends."
     tokens, tokenized = document_tokens(tokenizer, text, lambda i: 1.0)
     starts = [sentence_starts(text, tokenized[0])]

@@ -455,7 +455,7 @@ class CacheConfig(_Section):
 
     SECTION: ClassVar[str] = "cache"
 
-    # NOTE: wavelet is only checked to be non-empty here; PyWavelets holds the valid names.
+    # NOTE: wavelet is only checked to be non-empty here, because PyWavelets defines the valid names.
     method: CacheMethod = "prefix"
     refresh_every: Optional[int] = None
     filter: Optional[FilterName] = None

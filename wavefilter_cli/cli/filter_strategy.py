@@ -32,7 +32,7 @@ from wavefilter_cli.longcontext.selection import (
 #: Key-token filter that scores chunks when ``cache.filter`` is none.
 DEFAULT_SCORING_FILTER = "wavefilter"
 #: Maximum tokens in one unit under ``keep_unit = "sentences"``; longer sentences are cut into pieces.
-LONGEST_UNIT = 64
+MAX_UNIT_TOKENS = 64
 
 
 def scoring_filter(run: AnswerRun, room: int, document_tokens: int):
@@ -85,7 +85,7 @@ def answer_filtered(run: AnswerRun, policy, plan: ChunkPlan, prompt_tokens: int)
     if run.config.generate.keep_unit == "sentences":
         starts = [sentence_starts(document.text, tokens) for document, tokens in zip(run.documents, plan.tokenized)]
         # Cap the pieces at the room, so that a small keep_tokens still keeps the best one.
-        longest = min(LONGEST_UNIT, room - int(costs.max(initial=0)), limit or LONGEST_UNIT)
+        longest = min(MAX_UNIT_TOKENS, room - int(costs.max(initial=0)), limit or MAX_UNIT_TOKENS)
         units = sentence_units(scored, plan.tokenized, starts, max(1, longest))
         chosen = select_units(scored, units, costs, room, limit)
     else:

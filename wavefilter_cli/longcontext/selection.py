@@ -141,7 +141,7 @@ def select_units(
     size = np.bincount(units, minlength=count)
     document = np.zeros(count, dtype=np.int64)
     document[units] = scored.document
-    kept = np.zeros(count, dtype=bool)
+    selected = np.zeros(count, dtype=bool)
     headed: set[int] = set()
     left = room
     tokens_left = len(scored) if limit is None else limit
@@ -150,11 +150,11 @@ def select_units(
         owner = int(document[unit])
         cost = int(size[unit]) + (0 if owner in headed else int(header_cost[owner]))
         if cost <= left and size[unit] <= tokens_left:
-            kept[unit] = True
+            selected[unit] = True
             headed.add(owner)
             left -= cost
             tokens_left -= int(size[unit])
-    return _in_document_order(scored, np.flatnonzero(kept[units]))
+    return _in_document_order(scored, np.flatnonzero(selected[units]))
 
 
 def _in_document_order(scored: ScoredTokens, chosen: np.ndarray) -> np.ndarray:
