@@ -145,7 +145,7 @@ def test_filter_strategy_under_hosts_and_filters(llada_dir, document, cache, fil
     assert record["chunking"]["positions"] == "original"
 
 
-def test_filter_strategy_keeps_sentences_within_keep_tokens(llada_dir, document):
+def test_filter_strategy_keep_tokens_cap(llada_dir, document):
     env = {"WAVEFILTER_KEEP_UNIT": "sentences", "WAVEFILTER_KEEP_TOKENS": "40"}
     result = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--max-tokens", "8", "--json",
                  env=env)
@@ -154,6 +154,14 @@ def test_filter_strategy_keeps_sentences_within_keep_tokens(llada_dir, document)
     assert chunking["keep_unit"] == "sentences"
     assert 0 < chunking["kept_document_tokens"] <= 40, result.stderr
     assert "as whole sentences by wavefilter scores" in notice(result.stderr)
+
+
+@pytest.mark.parametrize("value, message", [("abc", "--keep-tokens 'abc' is invalid"), ("8", "generate.keep_tokens=8 is invalid")])
+def test_invalid_keep_tokens_exits_2(llada_dir, document, value, message):
+    result = run("ask", QUESTION, "--context", str(document), "-m", str(llada_dir), "--keep-tokens", value)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_filter_strategy_on_dream(dream_dir, document):

@@ -917,7 +917,7 @@ def test_docs_table_lists_every_key() -> None:
         assert f"`{info.env}`" in table
 
 
-def test_cache_and_filter_names_match_the_registries() -> None:
+def test_config_names_match_registries() -> None:
     from typing import get_args
 
     from wavefilter_cli.cache import CACHE_POLICIES
@@ -927,6 +927,6 @@ def test_cache_and_filter_names_match_the_registries() -> None:
     assert set(get_args(cfg.FilterName)) == set(FILTERS)
 
 
-def test_unknown_cache_name_is_rejected_by_the_config() -> None:
+def test_config_rejects_unknown_cache() -> None:
     with pytest.raises(ValueError, match="cache.method"):
         cfg.Config().replace({"cache.method": "bogus"})

@@ -31,7 +31,7 @@ from wavefilter_cli.longcontext.selection import (
 
 #: Key-token filter that scores chunks when ``cache.filter`` is none.
 DEFAULT_SCORING_FILTER = "wavefilter"
-#: Maximum tokens in one unit under ``keep_unit = "sentences"``; longer sentences are cut into pieces.
+#: Maximum tokens in one unit under ``keep_unit = "sentences"``. Longer sentences are cut into pieces.
 MAX_UNIT_TOKENS = 64
 
 
